@@ -1,0 +1,3 @@
+//! kvmsched: a host-side vCPU scheduler and memory coordinator for KVM guests.
+
+pub mod policy;

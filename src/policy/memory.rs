@@ -1,0 +1,1 @@
+//! Memory balloon policy (see issue 4).

@@ -1,0 +1,1 @@
+//! vCPU placement policy (see issue 3).
