@@ -1,0 +1,387 @@
+//! `virDomainPtr`: one guest.
+
+use std::ffi::CStr;
+use std::marker::PhantomData;
+use std::os::raw::{c_int, c_uint};
+use std::ptr::NonNull;
+
+use libvirt_sys as sys;
+
+use super::call::{checked, Sentinel};
+use super::connection::Connection;
+use super::cpumap::{maplen, CpuMap};
+use super::error::{Error, Result};
+use super::memstats::MemoryStats;
+
+/// A domain (`virDomainPtr`) holding its own reference, freed on drop. The
+/// lifetime ties it to the [`Connection`] it came from.
+///
+/// Its name and UUID are read once when it is obtained (both are local
+/// lookups in libvirt, no round trip) so every error can name the domain.
+#[derive(Debug)]
+pub struct Domain<'conn> {
+    ptr: NonNull<sys::virDomain>,
+    name: String,
+    uuid: String,
+    _conn: PhantomData<&'conn Connection>,
+}
+
+/// `virDomainGetInfo`'s figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// `virDomainState` (1 = running).
+    pub state: u8,
+    /// Maximum memory (KiB).
+    pub max_mem_kib: u64,
+    /// Current memory (KiB).
+    pub memory_kib: u64,
+    /// Number of vCPUs.
+    pub nr_virt_cpu: u32,
+    /// Total CPU time (ns).
+    pub cpu_time_ns: u64,
+}
+
+/// A domain state in which it runs guest code.
+pub const STATE_RUNNING: u8 = sys::VIR_DOMAIN_RUNNING as u8;
+
+/// One vCPU as `virDomainGetVcpus` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuInfo {
+    /// vCPU number.
+    pub number: u32,
+    /// `virVcpuState` (1 = running).
+    pub state: i32,
+    /// Cumulative CPU time (ns).
+    pub cpu_time_ns: u64,
+    /// Host CPU it is running on now, if known (-1 → None).
+    pub cpu: Option<u32>,
+    /// Its affinity.
+    pub affinity: CpuMap,
+}
+
+impl<'conn> Domain<'conn> {
+    /// Takes ownership of a reference returned by libvirt.
+    pub(crate) fn from_owned(ptr: NonNull<sys::virDomain>) -> Self {
+        Domain {
+            ptr,
+            name: String::new(),
+            uuid: String::new(),
+            _conn: PhantomData,
+        }
+    }
+
+    /// Takes a new reference on a pointer owned by someone else
+    /// (`virDomainRef`), e.g. a stats record about to be freed.
+    pub(crate) fn add_ref(ptr: NonNull<sys::virDomain>) -> Result<Self> {
+        let raw = ptr.as_ptr();
+        checked(
+            "virDomainRef",
+            None,
+            Sentinel::Negative,
+            String::new,
+            || {
+                // SAFETY: raw is a live domain pointer (owned by the caller's
+                // list for the duration of this call).
+                unsafe { sys::virDomainRef(raw) }
+            },
+        )?;
+        Ok(Self::from_owned(ptr))
+    }
+
+    /// Reads the name and UUID (local lookups, no round trip).
+    pub(crate) fn load_identity(mut self) -> Result<Self> {
+        let raw = self.ptr.as_ptr();
+        let name_ptr = checked(
+            "virDomainGetName",
+            None,
+            Sentinel::Null,
+            String::new,
+            || {
+                // SAFETY: self.ptr is a live domain reference.
+                unsafe { sys::virDomainGetName(raw) }
+            },
+        )?;
+        // SAFETY: non-NULL, NUL-terminated, owned by the domain object which
+        // outlives this copy.
+        self.name = unsafe { CStr::from_ptr(name_ptr) }
+            .to_string_lossy()
+            .into_owned();
+        let mut buf = [0 as std::os::raw::c_char; sys::VIR_UUID_STRING_BUFLEN as usize];
+        checked(
+            "virDomainGetUUIDString",
+            Some(&self.name),
+            Sentinel::Negative,
+            String::new,
+            || {
+                // SAFETY: buf has VIR_UUID_STRING_BUFLEN bytes as the call requires.
+                unsafe { sys::virDomainGetUUIDString(raw, buf.as_mut_ptr()) }
+            },
+        )?;
+        // SAFETY: libvirt wrote a NUL-terminated string into buf.
+        self.uuid = unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Ok(self)
+    }
+
+    fn raw(&self) -> sys::virDomainPtr {
+        self.ptr.as_ptr()
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The domain's UUID, as a string (stable across restarts: the key).
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
+    /// State, memory and vCPU count (`virDomainGetInfo`).
+    pub fn info(&self) -> Result<DomainInfo> {
+        let mut info = sys::virDomainInfo::default();
+        checked(
+            "virDomainGetInfo",
+            Some(&self.name),
+            Sentinel::Negative,
+            String::new,
+            || {
+                // SAFETY: live domain; &mut info is a valid out-pointer.
+                unsafe { sys::virDomainGetInfo(self.raw(), &mut info) }
+            },
+        )?;
+        Ok(DomainInfo {
+            state: info.state,
+            max_mem_kib: u64::from(info.maxMem),
+            memory_kib: u64::from(info.memory),
+            nr_virt_cpu: u32::from(info.nrVirtCpu),
+            cpu_time_ns: info.cpuTime,
+        })
+    }
+
+    /// Maximum memory (KiB) (`virDomainGetMaxMemory`; 0 is its error value).
+    pub fn max_memory(&self) -> Result<u64> {
+        let v = checked(
+            "virDomainGetMaxMemory",
+            Some(&self.name),
+            Sentinel::Zero,
+            String::new,
+            || {
+                // SAFETY: live domain.
+                unsafe { sys::virDomainGetMaxMemory(self.raw()) }
+            },
+        )?;
+        Ok(u64::from(v))
+    }
+
+    /// Per-vCPU time, current host CPU and affinity (`virDomainGetVcpus`).
+    ///
+    /// `max_vcpus` bounds how many are returned (the domain's vCPU count);
+    /// `host_cpus` sizes the affinity maps (`virNodeGetCPUMap`'s count).
+    pub fn vcpus(&self, max_vcpus: u32, host_cpus: u32) -> Result<Vec<VcpuInfo>> {
+        const CALL: &str = "virDomainGetVcpus";
+        if max_vcpus == 0 || host_cpus == 0 {
+            return Err(Error::local(
+                CALL,
+                Some(&self.name),
+                "vCPU and host CPU counts must be positive",
+            ));
+        }
+        let maxinfo = max_vcpus as usize;
+        let len = maplen(host_cpus);
+        let mut infos = vec![sys::virVcpuInfo::default(); maxinfo];
+        let mut maps = vec![0u8; maxinfo * len];
+        let n = checked(
+            CALL,
+            Some(&self.name),
+            Sentinel::Negative,
+            || format!("maxinfo={maxinfo}, maplen={len}"),
+            || {
+                // SAFETY: infos has maxinfo entries and maps maxinfo × maplen
+                // bytes, exactly the sizes passed.
+                unsafe {
+                    sys::virDomainGetVcpus(
+                        self.raw(),
+                        infos.as_mut_ptr(),
+                        maxinfo as c_int,
+                        maps.as_mut_ptr(),
+                        len as c_int,
+                    )
+                }
+            },
+        )?;
+        let n = (n as usize).min(maxinfo);
+        let affinities = CpuMap::split(host_cpus, &maps, n);
+        Ok(infos
+            .iter()
+            .take(n)
+            .zip(affinities)
+            .map(|(i, affinity)| VcpuInfo {
+                number: i.number,
+                state: i.state,
+                cpu_time_ns: i.cpuTime,
+                cpu: u32::try_from(i.cpu).ok(),
+                affinity,
+            })
+            .collect())
+    }
+
+    /// Affinity of each vCPU, also for a stopped domain's config
+    /// (`virDomainGetVcpuPinInfo`, current state).
+    pub fn vcpu_pin_info(&self, max_vcpus: u32, host_cpus: u32) -> Result<Vec<CpuMap>> {
+        const CALL: &str = "virDomainGetVcpuPinInfo";
+        if max_vcpus == 0 || host_cpus == 0 {
+            return Err(Error::local(
+                CALL,
+                Some(&self.name),
+                "vCPU and host CPU counts must be positive",
+            ));
+        }
+        let len = maplen(host_cpus);
+        let mut maps = vec![0u8; max_vcpus as usize * len];
+        let n = checked(
+            CALL,
+            Some(&self.name),
+            Sentinel::Negative,
+            || format!("ncpumaps={max_vcpus}, maplen={len}"),
+            || {
+                // SAFETY: maps has ncpumaps × maplen bytes, as passed.
+                unsafe {
+                    sys::virDomainGetVcpuPinInfo(
+                        self.raw(),
+                        max_vcpus as c_int,
+                        maps.as_mut_ptr(),
+                        len as c_int,
+                        sys::VIR_DOMAIN_AFFECT_CURRENT,
+                    )
+                }
+            },
+        )?;
+        Ok(CpuMap::split(
+            host_cpus,
+            &maps,
+            (n as usize).min(max_vcpus as usize),
+        ))
+    }
+
+    /// Pins `vcpu` to the CPUs in `map` on the live domain (`virDomainPinVcpu`).
+    pub fn pin_vcpu(&self, vcpu: u32, map: &CpuMap) -> Result<()> {
+        let mut bytes = map.as_bytes().to_vec();
+        checked(
+            "virDomainPinVcpu",
+            Some(&self.name),
+            Sentinel::Negative,
+            || format!("vcpu={vcpu}, cpumap={map}"),
+            || {
+                // SAFETY: bytes holds maplen(map.size()) bytes, the length passed.
+                unsafe {
+                    sys::virDomainPinVcpu(
+                        self.raw(),
+                        vcpu as c_uint,
+                        bytes.as_mut_ptr(),
+                        bytes.len() as c_int,
+                    )
+                }
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The balloon driver's statistics (`virDomainMemoryStats`).
+    pub fn memory_stats(&self) -> Result<MemoryStats> {
+        let nr = sys::VIR_DOMAIN_MEMORY_STAT_NR as usize;
+        let mut stats: Vec<sys::virDomainMemoryStatStruct> = Vec::with_capacity(nr);
+        let n = checked(
+            "virDomainMemoryStats",
+            Some(&self.name),
+            Sentinel::Negative,
+            String::new,
+            || {
+                // SAFETY: stats has capacity for nr elements, the count passed;
+                // libvirt writes at most that many.
+                unsafe {
+                    sys::virDomainMemoryStats(self.raw(), stats.as_mut_ptr(), nr as c_uint, 0)
+                }
+            },
+        )?;
+        // SAFETY: libvirt initialised the first n (≤ nr) elements.
+        unsafe { stats.set_len((n as usize).min(nr)) };
+        Ok(MemoryStats::from_tags(&stats))
+    }
+
+    /// Asks the guest's balloon driver to refresh its statistics every
+    /// `period_s` seconds (`virDomainSetMemoryStatsPeriod`, live).
+    pub fn set_memory_stats_period(&self, period_s: u32) -> Result<()> {
+        let period = c_int::try_from(period_s).map_err(|_| {
+            Error::local(
+                "virDomainSetMemoryStatsPeriod",
+                Some(&self.name),
+                "period too large",
+            )
+        })?;
+        checked(
+            "virDomainSetMemoryStatsPeriod",
+            Some(&self.name),
+            Sentinel::Negative,
+            || format!("period={period_s}s, flags=live"),
+            || {
+                // SAFETY: live domain, plain integer arguments.
+                unsafe {
+                    sys::virDomainSetMemoryStatsPeriod(
+                        self.raw(),
+                        period,
+                        sys::VIR_DOMAIN_AFFECT_LIVE,
+                    )
+                }
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Sets the live balloon target to `kib` KiB (`virDomainSetMemoryFlags`
+    /// with `VIR_DOMAIN_AFFECT_LIVE`). Above the maximum is an error.
+    pub fn set_memory(&self, kib: u64) -> Result<()> {
+        let mem = std::os::raw::c_ulong::try_from(kib).map_err(|_| {
+            Error::local(
+                "virDomainSetMemoryFlags",
+                Some(&self.name),
+                "size too large",
+            )
+        })?;
+        checked(
+            "virDomainSetMemoryFlags",
+            Some(&self.name),
+            Sentinel::Negative,
+            || format!("{kib} KiB, flags=live"),
+            || {
+                // SAFETY: live domain, plain integer arguments.
+                unsafe {
+                    sys::virDomainSetMemoryFlags(self.raw(), mem, sys::VIR_DOMAIN_AFFECT_LIVE)
+                }
+            },
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for Domain<'_> {
+    fn drop(&mut self) {
+        let raw = self.ptr.as_ptr();
+        let name = (!self.name.is_empty()).then_some(self.name.as_str());
+        if checked(
+            "virDomainFree",
+            name,
+            Sentinel::Negative,
+            String::new,
+            || {
+                // SAFETY: we own exactly one reference to raw; released once, here.
+                unsafe { sys::virDomainFree(raw) }
+            },
+        )
+        .is_err()
+        {
+            super::note_drop_failure("virDomainFree");
+        }
+    }
+}
