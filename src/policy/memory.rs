@@ -61,8 +61,8 @@
 //!    grants still in flight`. If the grants wanted exceed it (or the host
 //!    is already under its reserve), donors (fresh, settled domains above
 //!    their floor) are shrunk further toward their floor, most free first,
-//!    each still by at most `release_cap` per period, only as much as is
-//!    short (noted). Then grants are made neediest first (lowest projected
+//!    each still by at most `release_cap` per period, never below the target
+//!    free, only as much as is short (noted). Then grants are made neediest first (lowest projected
 //!    free), each capped by what is left of the budget (noted).
 //! 5. Changes smaller than `min_step_kib` are not issued.
 //!
@@ -418,8 +418,7 @@ impl MemPlan {
         self.actions
             .iter()
             .filter(|a| a.is_grow())
-            .map(|a| a.to_kib - a.from_kib)
-            .sum()
+            .fold(0, |s, a| s.saturating_add(a.to_kib - a.from_kib))
     }
 
     /// Sum of the releases (KiB).
@@ -427,8 +426,7 @@ impl MemPlan {
         self.actions
             .iter()
             .filter(|a| !a.is_grow())
-            .map(|a| a.from_kib - a.to_kib)
-            .sum()
+            .fold(0, |s, a| s.saturating_add(a.from_kib - a.to_kib))
     }
 }
 
@@ -523,6 +521,8 @@ struct History {
     changes: Vec<Change>,
     /// Balloon size expected now if nobody else touched it.
     expected_actual_kib: u64,
+    /// Balloon size seen in the last period.
+    observed_actual_kib: u64,
     noted_no_stats: bool,
     noted_stale: bool,
 }
@@ -624,6 +624,7 @@ impl Coordinator {
     pub fn action_failed(&mut self, uuid: &str) {
         if let Some(h) = self.hist.get_mut(uuid) {
             h.changes.retain(|c| c.settled_lu.is_some());
+            h.expected_actual_kib = h.observed_actual_kib;
         }
     }
 
@@ -846,6 +847,7 @@ fn observe(
 ) -> Eval {
     let first = !h.seen;
     h.seen = true;
+    h.observed_actual_kib = d.actual_kib;
     h.name.clone_from(&d.name);
     let note = |notes: &mut Vec<(String, Note)>, n| notes.push((d.name.clone(), n));
     let tol = cfg.settle_tolerance_kib;
@@ -893,6 +895,7 @@ fn observe(
             );
         }
         h.changes.retain(|c| c.settled_lu.is_some());
+        h.expected_actual_kib = d.actual_kib;
     }
     if !first && h.unsettled().is_none() && d.actual_kib.abs_diff(h.expected_actual_kib) > tol {
         h.changes.push(Change {
@@ -1172,7 +1175,7 @@ mod tests {
         // (half of 74 MiB) would set 193 MiB, the floor keeps 200 MiB.
         let mut c = Coordinator::new(MemConfig::default());
         let d = dom("a", 230, 1024, 190, 1);
-        c.plan(0, &big_host(), &[d.clone()]);
+        c.plan(0, &big_host(), std::slice::from_ref(&d));
         let p = c.plan(
             2000,
             &big_host(),
@@ -1188,7 +1191,7 @@ mod tests {
         cfg.per_domain_floor.insert("b".into(), 1000 * MIB);
         let mut c = Coordinator::new(cfg);
         let d = dom("b", 1024, 2048, 500, 1);
-        c.plan(0, &big_host(), &[d.clone()]);
+        c.plan(0, &big_host(), std::slice::from_ref(&d));
         let p = c.plan(
             2000,
             &big_host(),
@@ -1202,7 +1205,7 @@ mod tests {
         // Already at the floor: nothing.
         let mut c = Coordinator::new(MemConfig::default());
         let d = dom("c", 200, 1024, 150, 1);
-        c.plan(0, &big_host(), &[d.clone()]);
+        c.plan(0, &big_host(), std::slice::from_ref(&d));
         let p = c.plan(
             2000,
             &big_host(),
@@ -1294,7 +1297,7 @@ mod tests {
         let host = host_mib(200);
         let donor = dom("donor", 2048, 4096, 400, 1);
         let needy = dom("needy", 512, 2048, 30, 1);
-        c.plan(0, &host_mib(10_000), &[donor.clone()]);
+        c.plan(0, &host_mib(10_000), std::slice::from_ref(&donor));
         let p = c.plan(
             2000,
             &host,
@@ -1318,7 +1321,7 @@ mod tests {
         // still gives toward its floor (free → target), said in the notes.
         let mut c = Coordinator::new(MemConfig::default());
         let d = dom("d", 1024, 2048, 120, 1);
-        c.plan(0, &big_host(), &[d.clone()]);
+        c.plan(0, &big_host(), std::slice::from_ref(&d));
         let p = c.plan(
             2000,
             &host_mib(100),
@@ -1483,6 +1486,48 @@ mod tests {
             assert!(p.actions.is_empty(), "{p}");
         }
         assert!(timed_out);
+    }
+
+    #[test]
+    fn grow_cuts_a_pending_release_short() {
+        let mut c = Coordinator::new(MemConfig::default());
+        c.plan(0, &big_host(), &[dom("a", 1024, 2048, 400, 1)]);
+        let p = c.plan(2000, &big_host(), &[dom("a", 1024, 2048, 400, 3)]);
+        let r = action(&p, "a").expect("release").clone();
+        assert!(!r.is_grow());
+        // The balloon has not moved yet and the guest suddenly needs memory.
+        let d = DomainMem {
+            unused_kib: Some(20 * MIB),
+            ..dom("a", 1024, 2048, 400, 5)
+        };
+        let p = c.plan(4000, &big_host(), &[d]);
+        let g = action(&p, "a").expect("grow");
+        assert!(g.is_grow(), "{p}");
+        assert_eq!(g.from_kib, 1024 * MIB);
+        assert!(g.to_kib >= 1024 * MIB + 96 * MIB, "{p}");
+    }
+
+    #[test]
+    fn size_changed_by_someone_else_is_not_granted_twice() {
+        let mut c = Coordinator::new(MemConfig::default());
+        c.plan(0, &big_host(), &[dom("a", 1024, 4096, 110, 1)]);
+        // Someone set 2048 MiB; the stats still show the old balloon.
+        let d = DomainMem {
+            actual_kib: 2048 * MIB,
+            ..dom("a", 1024, 4096, 90, 3)
+        };
+        let p = c.plan(2000, &big_host(), &[d]);
+        assert!(p.actions.is_empty(), "{p}");
+    }
+
+    #[test]
+    fn failed_action_is_forgotten() {
+        let mut c = Coordinator::new(MemConfig::default());
+        let p = c.plan(0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+        assert!(!p.actions.is_empty());
+        c.action_failed("uuid-a");
+        let p = c.plan(2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
+        assert!(action(&p, "a").is_some_and(SetMemory::is_grow), "{p}");
     }
 
     #[test]
