@@ -94,9 +94,11 @@ pub struct DomainMem {
     pub uuid: String,
     /// For display, notes and [`MemConfig::per_domain_floor`].
     pub name: String,
-    /// Current balloon size (`VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON`).
+    /// Current balloon size (`VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON`);
+    /// 0 = unknown (never resized).
     pub actual_kib: u64,
-    /// Maximum memory of the domain (`virDomainGetMaxMemory`).
+    /// Maximum memory of the domain (`virDomainGetMaxMemory`); 0 = unknown
+    /// (never resized).
     pub max_kib: u64,
     /// Guest free memory (`..._UNUSED`).
     pub unused_kib: Option<u64>,
@@ -305,6 +307,8 @@ pub enum Note {
     /// No balloon stats (`unused`/`available`/`last_update` missing): never
     /// resized. Noted once until stats appear.
     NoStats,
+    /// Balloon size or max memory unknown (0): never resized. Noted once.
+    NoSize,
     /// `last_update` did not advance: not resized. Noted once per streak.
     Stale { last_update: u64 },
     /// `last_update` went backwards (guest restarted?): history dropped.
@@ -331,6 +335,7 @@ impl fmt::Display for Note {
             Note::Appeared => f.write_str("new domain: not shrunk until its stats advance"),
             Note::Vanished => f.write_str("domain gone: history dropped"),
             Note::NoStats => f.write_str("no balloon stats: not resized"),
+            Note::NoSize => f.write_str("balloon size or max unknown: not resized"),
             Note::Stale { last_update } => {
                 write!(f, "stale stats (last_update {last_update}): not resized")
             }
@@ -852,10 +857,12 @@ fn observe(
     let note = |notes: &mut Vec<(String, Note)>, n| notes.push((d.name.clone(), n));
     let tol = cfg.settle_tolerance_kib;
 
-    let (Some(unused), Some(available), Some(lu)) = (d.unused_kib, d.available_kib, d.last_update)
+    let sized = d.actual_kib > 0 && d.max_kib > 0;
+    let (Some(unused), Some(available), Some(lu), true) =
+        (d.unused_kib, d.available_kib, d.last_update, sized)
     else {
         if !h.noted_no_stats {
-            note(notes, Note::NoStats);
+            note(notes, if sized { Note::NoStats } else { Note::NoSize });
             h.noted_no_stats = true;
         }
         h.drop_samples();
@@ -1366,6 +1373,28 @@ mod tests {
             count += p.notes.iter().filter(|(_, n)| *n == Note::NoStats).count();
         }
         assert_eq!(count, 2, "once per domain");
+
+        // Stats but no balloon size (or no max): never resized either.
+        let mut c = Coordinator::new(MemConfig::default());
+        for k in 0..3u64 {
+            let p = c.plan(
+                k * 2000,
+                &big_host(),
+                &[
+                    DomainMem {
+                        actual_kib: 0,
+                        ..dom("a", 512, 2048, 10, k)
+                    },
+                    DomainMem {
+                        max_kib: 0,
+                        ..dom("b", 4096, 8192, 3000, k)
+                    },
+                ],
+            );
+            assert!(p.actions.is_empty(), "{p:?}");
+            let n = p.notes.iter().filter(|(_, n)| *n == Note::NoSize).count();
+            assert_eq!(n, if k == 0 { 2 } else { 0 });
+        }
     }
 
     #[test]
