@@ -31,7 +31,6 @@ const FUNCTIONS: &[&str] = &[
     "virDomainGetInfo",
     "virDomainGetMaxMemory",
     "virDomainGetVcpus",
-    "virDomainGetVcpuPinInfo",
     "virDomainPinVcpu",
     "virDomainMemoryStats",
     "virDomainSetMemoryStatsPeriod",

@@ -88,8 +88,6 @@ fn vcpu_info_reports_affinity_and_pin_reads_back() {
     let after = d.vcpus(2, host.present).expect("vcpus");
     assert_eq!(after[1].affinity.cpus(), [3], "vCPU 1 pinned to pCPU 3");
     assert_eq!(after[0].affinity.cpus(), [0, 1], "vCPU 0 untouched");
-    let pin_info = d.vcpu_pin_info(2, host.present).expect("pin info");
-    assert_eq!(pin_info[1].cpus(), [3]);
 
     // A vCPU that does not exist is an error naming the call and domain.
     let err = d.pin_vcpu(7, &target).expect_err("no vCPU 7");

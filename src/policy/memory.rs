@@ -620,8 +620,19 @@ impl Coordinator {
         }
     }
 
+    /// The configuration in force.
     pub fn config(&self) -> &MemConfig {
         &self.cfg
+    }
+
+    /// Replaces the configuration (SIGHUP reload), keeping each domain's
+    /// history so changes in flight are still accounted for.
+    pub fn set_config(&mut self, cfg: MemConfig) {
+        let hist = std::mem::take(&mut self.hist);
+        let prev = self.prev_now_ms;
+        *self = Coordinator::new(cfg);
+        self.hist = hist;
+        self.prev_now_ms = prev;
     }
 
     /// The adapter could not apply this domain's last action: forget the

@@ -227,44 +227,6 @@ impl<'conn> Domain<'conn> {
             .collect())
     }
 
-    /// Affinity of each vCPU, also for a stopped domain's config
-    /// (`virDomainGetVcpuPinInfo`, current state).
-    pub fn vcpu_pin_info(&self, max_vcpus: u32, host_cpus: u32) -> Result<Vec<CpuMap>> {
-        const CALL: &str = "virDomainGetVcpuPinInfo";
-        if max_vcpus == 0 || host_cpus == 0 {
-            return Err(Error::local(
-                CALL,
-                Some(&self.name),
-                "vCPU and host CPU counts must be positive",
-            ));
-        }
-        let len = maplen(host_cpus);
-        let mut maps = vec![0u8; max_vcpus as usize * len];
-        let n = checked(
-            CALL,
-            Some(&self.name),
-            Sentinel::Negative,
-            || format!("ncpumaps={max_vcpus}, maplen={len}"),
-            || {
-                // SAFETY: maps has ncpumaps × maplen bytes, as passed.
-                unsafe {
-                    sys::virDomainGetVcpuPinInfo(
-                        self.raw(),
-                        max_vcpus as c_int,
-                        maps.as_mut_ptr(),
-                        len as c_int,
-                        sys::VIR_DOMAIN_AFFECT_CURRENT,
-                    )
-                }
-            },
-        )?;
-        Ok(CpuMap::split(
-            host_cpus,
-            &maps,
-            (n as usize).min(max_vcpus as usize),
-        ))
-    }
-
     /// Pins `vcpu` to the CPUs in `map` on the live domain (`virDomainPinVcpu`).
     pub fn pin_vcpu(&self, vcpu: u32, map: &CpuMap) -> Result<()> {
         let mut bytes = map.as_bytes().to_vec();

@@ -88,6 +88,12 @@ impl Error {
         }
     }
 
+    /// An error detected outside libvirt about `target` (e.g. a closed
+    /// connection noticed by `virConnectIsAlive` returning 0).
+    pub fn local_public(call: &'static str, target: &str, message: &str) -> Self {
+        Error::local(call, Some(target), message)
+    }
+
     /// The domain does not exist (any more): routine for a daemon, since
     /// guests come and go between two calls.
     pub fn is_no_domain(&self) -> bool {

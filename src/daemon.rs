@@ -1,0 +1,606 @@
+//! The control loops: read a snapshot → plan → apply → report.
+//!
+//! One process, one connection, one thread: the vCPU and memory loops are
+//! deadlines on one timeline; between them the loop sleeps in short slices so
+//! a signal stops it within ~100 ms and the metrics endpoint stays served.
+//! If the connection drops, the current interval is abandoned (no
+//! half-applied plan is retried) and the loop reconnects with backoff.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::log::Logger;
+use crate::metrics::{DomainMetrics, Metrics, MetricsServer};
+use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig};
+use crate::policy::vcpu::{Scheduler, Snapshot, VcpuConfig, VcpuSample};
+use crate::sample::{self, monotonic_ns, Want};
+use crate::signals;
+use crate::virt::{self, Connection, CpuMap, Error};
+
+/// What the daemon runs.
+pub struct Options {
+    /// libvirt URI.
+    pub uri: String,
+    /// Read-only connection, print only.
+    pub dry_run: bool,
+    /// Logging.
+    pub log: Logger,
+    /// vCPU loop: interval and policy config.
+    pub vcpu: Option<(Duration, VcpuConfig)>,
+    /// Memory loop: interval and policy config.
+    pub memory: Option<(Duration, MemConfig)>,
+    /// Stop after this many intervals of the first loop.
+    pub iterations: Option<u64>,
+    /// Domains never touched (names/globs).
+    pub exclude: Vec<String>,
+    /// Metrics endpoint.
+    pub metrics: Option<MetricsServer>,
+    /// Config file to reload on SIGHUP.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Rebuilds the policy configs from the config file (SIGHUP).
+    pub reload: Option<Box<dyn Fn() -> Result<Reloaded, String>>>,
+}
+
+/// Policy configs rebuilt on SIGHUP.
+pub struct Reloaded {
+    /// vCPU config.
+    pub vcpu: VcpuConfig,
+    /// Memory config.
+    pub memory: MemConfig,
+    /// Excluded domains.
+    pub exclude: Vec<String>,
+}
+
+/// Why a tick ended early.
+enum TickError {
+    /// The connection is gone: reconnect.
+    Lost(Error),
+    /// Something else failed: log, keep going.
+    Other(Error),
+}
+
+impl From<Error> for TickError {
+    fn from(e: Error) -> Self {
+        if e.is_connection_lost() {
+            TickError::Lost(e)
+        } else {
+            TickError::Other(e)
+        }
+    }
+}
+
+/// The state that lives across reconnects.
+struct State {
+    opts: Options,
+    scheduler: Option<Scheduler>,
+    coordinator: Option<Coordinator>,
+    /// Domains whose stats period we already set (UUIDs).
+    stats_period_set: BTreeSet<String>,
+    /// Domains we already warned about (UUID + what), to warn once.
+    warned: BTreeSet<String>,
+    metrics: Metrics,
+    vcpu_ticks: u64,
+    mem_ticks: u64,
+}
+
+fn excluded(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| crate::config::glob_match(p, name))
+}
+
+/// Runs until a stop signal, or `iterations` intervals. Returns an error
+/// only when the first connection cannot be made.
+pub fn run(opts: Options) -> Result<(), String> {
+    let scheduler = opts.vcpu.as_ref().map(|(_, c)| Scheduler::new(c.clone()));
+    let coordinator = opts
+        .memory
+        .as_ref()
+        .map(|(_, c)| Coordinator::new(c.clone()));
+    let mut st = State {
+        scheduler,
+        coordinator,
+        stats_period_set: BTreeSet::new(),
+        warned: BTreeSet::new(),
+        metrics: Metrics {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        },
+        vcpu_ticks: 0,
+        mem_ticks: 0,
+        opts,
+    };
+    let mut conn = Some(connect(&st.opts).map_err(|e| e.to_string())?);
+    st.metrics.connected = true;
+    let mut backoff = Duration::from_millis(500);
+    let mut next_retry = Instant::now();
+    let start = Instant::now();
+    let mut next_vcpu = start;
+    let mut next_mem = start;
+    loop {
+        if signals::stop_requested() || st.done() {
+            break;
+        }
+        if signals::take_reload() {
+            st.reload();
+        }
+        let now = Instant::now();
+        if conn.is_none() && now >= next_retry {
+            match connect(&st.opts) {
+                Ok(c) => {
+                    st.opts
+                        .log
+                        .line("daemon", &format!("reconnected to {}", st.opts.uri));
+                    st.metrics.reconnects_total += 1;
+                    st.metrics.connected = true;
+                    // Stats periods must be set again on the new daemon's view.
+                    st.stats_period_set.clear();
+                    conn = Some(c);
+                    backoff = Duration::from_millis(500);
+                }
+                Err(e) => {
+                    st.opts.log.warn(
+                        "daemon",
+                        &format!(
+                            "reconnect failed ({e}); retrying in {:.1}s",
+                            backoff.as_secs_f64()
+                        ),
+                    );
+                    next_retry = now + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+        if let Some(c) = conn.as_ref() {
+            let due = st.opts.vcpu.is_some() && now >= next_vcpu
+                || st.opts.memory.is_some() && now >= next_mem;
+            let mut lost = None;
+            if due {
+                // A local check of the RPC client: no round trip.
+                match c.is_alive() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost = Some(Error::local_public(
+                            "virConnectIsAlive",
+                            &st.opts.uri,
+                            "connection is closed",
+                        ))
+                    }
+                    Err(e) => lost = Some(e),
+                }
+            }
+            if let Some(interval) = st
+                .opts
+                .vcpu
+                .as_ref()
+                .map(|(i, _)| *i)
+                .filter(|_| lost.is_none())
+            {
+                if now >= next_vcpu {
+                    next_vcpu = advance(next_vcpu, interval, now);
+                    if let Err(e) = st.vcpu_tick(c) {
+                        lost = st.tick_failed("vcpu", e);
+                    }
+                }
+            }
+            if lost.is_none() {
+                if let Some(interval) = st.opts.memory.as_ref().map(|(i, _)| *i) {
+                    if now >= next_mem {
+                        next_mem = advance(next_mem, interval, now);
+                        if let Err(e) = st.mem_tick(c) {
+                            lost = st.tick_failed("memory", e);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = lost {
+                st.opts
+                    .log
+                    .warn("daemon", &format!("connection lost ({e}); reconnecting"));
+                st.metrics.connected = false;
+                conn = None;
+                next_retry = Instant::now() + backoff;
+            }
+        }
+        let counts = virt::call_counts();
+        st.metrics.libvirt_calls_total = counts.calls;
+        st.metrics.libvirt_errors_total = counts.failures;
+        // Sleep until the next deadline, in slices, serving metrics.
+        let mut wake = next_vcpu.min(next_mem);
+        if st.opts.vcpu.is_none() {
+            wake = next_mem;
+        }
+        if st.opts.memory.is_none() {
+            wake = next_vcpu;
+        }
+        if conn.is_none() {
+            wake = wake.min(next_retry);
+        }
+        while Instant::now() < wake && !signals::stop_requested() {
+            if let Some(m) = &st.opts.metrics {
+                m.serve_pending(&st.metrics);
+            }
+            let left = wake.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+    st.opts.log.line("daemon", "stopped");
+    Ok(())
+}
+
+/// Next deadline after `prev`: keeps the cadence, but never schedules in the
+/// past (a slow interval skips ahead instead of bursting).
+fn advance(prev: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = prev + interval;
+    if next <= now {
+        now + interval
+    } else {
+        next
+    }
+}
+
+fn connect(opts: &Options) -> Result<Connection, Error> {
+    if opts.dry_run {
+        Connection::open_read_only(&opts.uri)
+    } else {
+        Connection::open(&opts.uri)
+    }
+}
+
+impl State {
+    fn done(&self) -> bool {
+        match self.opts.iterations {
+            None => false,
+            Some(n) => {
+                let v = self.opts.vcpu.is_none() || self.vcpu_ticks >= n;
+                let m = self.opts.memory.is_none() || self.mem_ticks >= n;
+                v && m
+            }
+        }
+    }
+
+    fn tick_failed(&mut self, lp: &str, e: TickError) -> Option<Error> {
+        match e {
+            TickError::Lost(e) => Some(e),
+            TickError::Other(e) => {
+                self.opts.log.warn(lp, &format!("interval abandoned: {e}"));
+                None
+            }
+        }
+    }
+
+    fn warn_once(&mut self, key: String, lp: &str, text: &str) {
+        if self.warned.insert(key) {
+            self.opts.log.warn(lp, text);
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(reload) = self.opts.reload.as_ref() else {
+            self.opts
+                .log
+                .line("daemon", "SIGHUP: no --config file, nothing to reload");
+            return;
+        };
+        match reload() {
+            Ok(r) => {
+                if let Some((_, c)) = self.opts.vcpu.as_mut() {
+                    *c = r.vcpu.clone();
+                    if let Some(s) = self.scheduler.as_mut() {
+                        // Usage history restarts: one warm-up interval.
+                        *s = Scheduler::new(r.vcpu);
+                    }
+                }
+                if let Some((_, c)) = self.opts.memory.as_mut() {
+                    *c = r.memory.clone();
+                    if let Some(co) = self.coordinator.as_mut() {
+                        co.set_config(r.memory);
+                    }
+                }
+                self.opts.exclude = r.exclude;
+                self.opts
+                    .log
+                    .line("daemon", "SIGHUP: configuration reloaded");
+            }
+            Err(e) => self.opts.log.warn(
+                "daemon",
+                &format!("SIGHUP: keeping the last good configuration: {e}"),
+            ),
+        }
+    }
+
+    fn vcpu_tick(&mut self, conn: &Connection) -> Result<(), TickError> {
+        let t0 = Instant::now();
+        self.vcpu_ticks += 1;
+        let host = sample::read_host_cpus(conn)?;
+        let (doms, skipped) = sample::read_domains(
+            conn,
+            host.present,
+            Want {
+                vcpus: true,
+                memory: false,
+            },
+        )?;
+        for s in &skipped {
+            if !s.error.is_no_domain() {
+                self.opts
+                    .log
+                    .warn("vcpu", &format!("skipped {}: {}", s.name, s.error));
+            }
+            if s.error.is_connection_lost() {
+                return Err(TickError::Lost(s.error.clone()));
+            }
+        }
+        let exclude = self.opts.exclude.clone();
+        let doms: Vec<_> = doms
+            .into_iter()
+            .filter(|d| !excluded(&exclude, d.domain.name()))
+            .collect();
+        let snap = Snapshot {
+            monotonic_ns: monotonic_ns(),
+            pcpus: host.online.cpus(),
+            vcpus: doms
+                .iter()
+                .flat_map(|d| {
+                    d.vcpus.iter().map(move |v| VcpuSample {
+                        domain: d.domain.uuid().to_string(),
+                        name: d.domain.name().to_string(),
+                        vcpu: v.number,
+                        cpu_time_ns: v.cpu_time_ns,
+                        affinity: v.affinity.cpus(),
+                        running_on: v.cpu,
+                    })
+                })
+                .collect(),
+        };
+        let Some(scheduler) = self.scheduler.as_mut() else {
+            return Ok(());
+        };
+        let plan = scheduler.plan(&snap);
+        let verb = if self.opts.dry_run {
+            "would pin"
+        } else {
+            "pin"
+        };
+        let mut applied = 0usize;
+        for pin in &plan.pins {
+            let Some(d) = doms.iter().find(|d| d.domain.uuid() == pin.domain) else {
+                continue;
+            };
+            let map = match CpuMap::from_cpus(host.present, &[pin.pcpu]) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.opts.log.warn("vcpu", &format!("{}: {e}", pin));
+                    continue;
+                }
+            };
+            let event = self
+                .opts
+                .log
+                .obj("vcpu")
+                .str("event", "pin")
+                .str("domain", &pin.name)
+                .uint("vcpu", u64::from(pin.vcpu))
+                .opt_uint("from", pin.from.map(u64::from))
+                .uint("to", u64::from(pin.pcpu))
+                .str("reason", &format!("{:?}", pin.kind).to_lowercase())
+                .bool("dry_run", self.opts.dry_run);
+            if self.opts.dry_run {
+                self.opts.log.event("vcpu", event, &format!("{verb} {pin}"));
+                continue;
+            }
+            match d.domain.pin_vcpu(pin.vcpu, &map) {
+                Ok(()) => {
+                    applied += 1;
+                    self.metrics.pins_total += 1;
+                    if self.opts.log.verbose
+                        || matches!(self.opts.log.format, crate::cli::LogFormat::Json)
+                    {
+                        self.opts.log.event("vcpu", event, &format!("{verb} {pin}"));
+                    }
+                }
+                Err(e) if e.is_no_domain() => {}
+                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) => {
+                    self.metrics.pin_failures_total += 1;
+                    self.opts.log.warn("vcpu", &format!("{pin}: {e}"));
+                }
+            }
+        }
+        let pins = if self.opts.dry_run {
+            format!("{} pin(s) planned, none applied (dry run)", plan.pins.len())
+        } else {
+            format!("{applied} applied")
+        };
+        self.opts.log.event(
+            "vcpu",
+            self.opts
+                .log
+                .obj("vcpu")
+                .str("event", "interval")
+                .num("stddev_before", plan.stddev_before)
+                .num("stddev_after", plan.stddev_after)
+                .uint("pins_planned", plan.pins.len() as u64)
+                .uint("pins_applied", applied as u64)
+                .str("decision", &plan.decision.to_string())
+                .raw("loads", &loads_json(&plan.loads_before)),
+            &format!("{plan} | {pins}"),
+        );
+        self.metrics.pcpu_load = plan.loads_before.clone();
+        self.metrics.load_stddev = Some(plan.stddev_before);
+        self.metrics.vcpu.intervals_total += 1;
+        self.metrics.vcpu.last_duration_seconds = Some(t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn mem_tick(&mut self, conn: &Connection) -> Result<(), TickError> {
+        let t0 = Instant::now();
+        self.mem_ticks += 1;
+        let period = self
+            .opts
+            .memory
+            .as_ref()
+            .map(|(i, _)| i.as_secs_f64().round().clamp(1.0, 10.0) as u32)
+            .unwrap_or(2);
+        let (doms, skipped) = sample::read_domains(
+            conn,
+            1,
+            Want {
+                vcpus: false,
+                memory: true,
+            },
+        )?;
+        for s in &skipped {
+            if s.error.is_connection_lost() {
+                return Err(TickError::Lost(s.error.clone()));
+            }
+            if !s.error.is_no_domain() {
+                self.opts
+                    .log
+                    .warn("memory", &format!("skipped {}: {}", s.name, s.error));
+            }
+        }
+        let exclude = self.opts.exclude.clone();
+        let doms: Vec<_> = doms
+            .into_iter()
+            .filter(|d| !excluded(&exclude, d.domain.name()))
+            .collect();
+        // Ask each new guest for fresh balloon stats (once per domain).
+        for d in &doms {
+            if self.stats_period_set.contains(d.domain.uuid()) {
+                continue;
+            }
+            if self.opts.dry_run {
+                self.stats_period_set.insert(d.domain.uuid().to_string());
+                continue;
+            }
+            match d.domain.set_memory_stats_period(period) {
+                Ok(()) => {
+                    self.stats_period_set.insert(d.domain.uuid().to_string());
+                }
+                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) => {
+                    self.stats_period_set.insert(d.domain.uuid().to_string());
+                    self.warn_once(
+                        format!("{}:period", d.domain.uuid()),
+                        "memory",
+                        &format!("{}: cannot set the balloon stats period ({e}); it is never shrunk while its stats are missing", d.domain.name()),
+                    );
+                }
+            }
+        }
+        let host = sample::read_host_free(conn)?;
+        let inputs: Vec<DomainMem> = doms
+            .iter()
+            .map(|d| DomainMem {
+                uuid: d.domain.uuid().to_string(),
+                name: d.domain.name().to_string(),
+                actual_kib: d.memory.actual.unwrap_or(0),
+                max_kib: d.max_kib.unwrap_or(0),
+                unused_kib: d.memory.unused,
+                available_kib: d.memory.available,
+                usable_kib: d.memory.usable,
+                last_update: d.memory.last_update,
+                rss_kib: d.memory.rss,
+            })
+            .collect();
+        let Some(coord) = self.coordinator.as_mut() else {
+            return Ok(());
+        };
+        let plan = coord.plan(
+            monotonic_ns() / 1_000_000,
+            &HostMem { free_kib: host.kib },
+            &inputs,
+        );
+        for (name, note) in &plan.notes {
+            self.opts.log.detail("memory", &format!("{name}: {note}"));
+        }
+        let mut failed = Vec::new();
+        for a in &plan.actions {
+            let event = self
+                .opts
+                .log
+                .obj("memory")
+                .str("event", "setmem")
+                .str("domain", &a.name)
+                .uint("from_kib", a.from_kib)
+                .uint("to_kib", a.to_kib)
+                .str("reason", &a.reason.to_string())
+                .bool("dry_run", self.opts.dry_run);
+            if self.opts.dry_run {
+                self.opts
+                    .log
+                    .event("memory", event, &format!("would set {a}"));
+                continue;
+            }
+            let Some(d) = doms.iter().find(|d| d.domain.uuid() == a.uuid) else {
+                continue;
+            };
+            match d.domain.set_memory(a.to_kib) {
+                Ok(()) => {
+                    if a.is_grow() {
+                        self.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
+                    } else {
+                        self.metrics.memory_released_kib_total += a.from_kib - a.to_kib;
+                    }
+                    if self.opts.log.verbose
+                        || matches!(self.opts.log.format, crate::cli::LogFormat::Json)
+                    {
+                        self.opts.log.event("memory", event, &format!("set {a}"));
+                    }
+                }
+                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) => {
+                    failed.push(a.uuid.clone());
+                    if !e.is_no_domain() {
+                        self.opts.log.warn("memory", &format!("{}: {e}", a.name));
+                    }
+                }
+            }
+        }
+        for uuid in failed {
+            coord.action_failed(&uuid);
+        }
+        self.opts.log.event(
+            "memory",
+            self.opts
+                .log
+                .obj("memory")
+                .str("event", "interval")
+                .uint("host_free_kib", host.kib)
+                .uint("actions", plan.actions.len() as u64)
+                .uint("granted_kib", plan.granted_kib())
+                .uint("released_kib", plan.released_kib()),
+            &format!(
+                "{plan}{}",
+                if self.opts.dry_run && !plan.actions.is_empty() {
+                    " (dry run: nothing applied)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        self.metrics.domains = plan
+            .domains
+            .iter()
+            .map(|l| {
+                (
+                    l.name.clone(),
+                    DomainMetrics {
+                        actual_kib: l.actual_kib,
+                        free_kib: l.free_kib,
+                    },
+                )
+            })
+            .collect();
+        self.metrics.memory.intervals_total += 1;
+        self.metrics.memory.last_duration_seconds = Some(t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+fn loads_json(loads: &[(u32, f64)]) -> String {
+    let items: Vec<String> = loads
+        .iter()
+        .map(|(c, l)| format!("{{\"pcpu\":{c},\"load\":{l:.2}}}"))
+        .collect();
+    format!("[{}]", items.join(","))
+}
