@@ -474,6 +474,12 @@ impl Scheduler {
         }
     }
 
+    /// Replaces the configuration (e.g. on reload), keeping the usage
+    /// history so no new warm-up is needed. Sanitized like [`Scheduler::new`].
+    pub fn set_config(&mut self, cfg: VcpuConfig) {
+        self.cfg = cfg.sanitized();
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &VcpuConfig {
         &self.cfg
@@ -500,15 +506,16 @@ impl Scheduler {
         let mut old = std::mem::take(&mut self.history);
         let mut prevs: Vec<Option<History>> = Vec::with_capacity(order.len());
         let mut changed: Vec<u32> = Vec::new();
-        let mut keys: Vec<(String, usize)> = Vec::new();
+        // (domain key, its map to reuse, index of its first sample)
+        let mut keys: Vec<(String, HashMap<u32, History>, usize)> = Vec::new();
         let mut i = 0;
         while i < order.len() {
             let dom = order[i].domain.as_str();
+            let first = i;
             let (key, mut prev) = match old.remove_entry(dom) {
                 Some((k, v)) => (k, v),
                 None => (dom.to_string(), HashMap::new()),
             };
-            keys.push((key, i));
             while i < order.len() && order[i].domain == dom {
                 let s = order[i];
                 let p = prev.remove(&s.vcpu);
@@ -523,6 +530,7 @@ impl Scheduler {
             }
             // vCPUs of this domain that vanished.
             changed.extend(prev.values().filter_map(|h| h.pin));
+            keys.push((key, prev, first));
         }
         // Domains that vanished.
         changed.extend(old.values().flat_map(|d| d.values().filter_map(|h| h.pin)));
@@ -571,12 +579,12 @@ impl Scheduler {
         let ends: Vec<usize> = keys
             .iter()
             .skip(1)
-            .map(|k| k.1)
+            .map(|k| k.2)
             .chain([order.len()])
             .collect();
-        for ((key, first), last) in keys.into_iter().zip(ends) {
-            let map: HashMap<u32, History> =
-                (first..last).map(|j| (order[j].vcpu, hist[j])).collect();
+        for ((key, mut map, first), last) in keys.into_iter().zip(ends) {
+            map.clear();
+            map.extend((first..last).map(|j| (order[j].vcpu, hist[j])));
             self.history.insert(key, map);
         }
         out
@@ -1644,6 +1652,19 @@ mod tests {
         assert!(e.contains("backwards"), "{e}");
         let e = parse_cpu_list("0,x").err().unwrap_or_default();
         assert!(e.contains("\"x\" is not a CPU number"), "{e}");
+    }
+
+    #[test]
+    fn set_config_keeps_history() {
+        let specs: Vec<Spec<'_>> = (0..4).map(|v| ("g", v, 25.0, &[0u32][..])).collect();
+        let (mut s, _) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+        s.set_config(VcpuConfig {
+            max_moves: 1,
+            ..VcpuConfig::default()
+        });
+        assert_eq!(s.config().max_moves, 1);
+        let p = s.plan(&snap_at(2, &[0, 1], &specs));
+        assert_eq!(p.pins.len(), 1, "no new warm-up: {p}");
     }
 
     #[test]
