@@ -18,9 +18,11 @@
 //!    time, or whose counter went backwards (the domain restarted), has no
 //!    usage yet. History of vanished vCPUs is dropped. Usage is smoothed by
 //!    an EWMA (`smoothing` = weight of the newest sample); a change of
-//!    `jump` points or more is adopted at once, so a real change (a new
-//!    load, or a vCPU whose share grew after it was moved off a crowded
-//!    pCPU) is seen within one interval while sampling noise is damped.
+//!    `jump` points or more is adopted at once, and so is every sample of a
+//!    vCPU whose pCPU gained or lost a pinned vCPU since the last snapshot
+//!    (its share of that pCPU changed, so older samples no longer describe
+//!    it). A real change is thus seen within one interval, a just-moved
+//!    vCPU's prediction is never stale, and steady-state noise is damped.
 //! 3. **Placement.** A vCPU whose affinity is not exactly one usable pCPU
 //!    (unpinned, multi-CPU, or pinned to a pCPU now offline) is hard-pinned.
 //!    Those with a known usage go first, largest first, each to the pCPU
@@ -33,7 +35,10 @@
 //!    step looks at the busiest pCPU `H` and the idlest `L` and considers
 //!    - moving one vCPU from any pCPU to `L`, or from `H` to any pCPU;
 //!    - swapping a vCPU of `H` with a lighter vCPU of `L` (and, only when
-//!      nothing else helps, swaps on the other pairs above).
+//!      nothing else helps, swaps on the other pairs above);
+//!    - only when still nothing helps: an exact repartition of the busy
+//!      vCPUs of such a pair (2-for-1, 2-for-2 … exchanges), when the pair
+//!      holds at most 12 of them.
 //!
 //!    Moving usage `x` across a pair whose gap is `g` leaves a gap of
 //!    `|g − 2x|`; an action is allowed only if it narrows that gap by at
@@ -51,7 +56,12 @@
 //!    on B make 60; moving a heavy would predict 50 vs 110 (refused), but
 //!    swapping a heavy with a light predicts 80/80 (and really gives
 //!    100/100).
-//! 5. The plan lists only pins that change something, sorted by domain and
+//! 5. **Small hosts, exactly.** When (pCPUs)^(busy vCPUs) ≤ 65 536 (e.g. 16
+//!    vCPUs on 2 pCPUs, 10 on 3), all placements are enumerated: the greedy
+//!    result is replaced if another placement reaches the threshold with
+//!    fewer pin changes, or lowers the std-dev by at least `min_gain / 2`
+//!    more. So small hosts get the fewest moves and the optimum.
+//! 6. The plan lists only pins that change something, sorted by domain and
 //!    vCPU. Everything is ordered by `(domain, vCPU)` and pCPU id, so the
 //!    same input always gives the same plan.
 //!
@@ -60,7 +70,14 @@
 //! makes no move (unless the previous plan hit `max_moves`).
 //!
 //! Cost: sorting the vCPUs, `O(n log n)`, then per balancing step
-//! `O(P log k)` for moves plus `O(k)` for swaps (P pCPUs, k vCPUs per pCPU).
+//! `O(P log k)` for moves plus `O(k)` for swaps (P pCPUs, k vCPUs per
+//! pCPU), at most `max_moves` steps; the exact parts are bounded constants.
+//!
+//! Limits: the additive model ignores contention. On a saturated pCPU the
+//! measured usage is a lower bound of the demand, so after a move the
+//! measured loads can differ from the prediction and a few corrective
+//! intervals may follow before the placement settles (the simulator tests
+//! bound this).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
