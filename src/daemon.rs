@@ -285,8 +285,7 @@ impl State {
                 if let Some((_, c)) = self.opts.vcpu.as_mut() {
                     *c = r.vcpu.clone();
                     if let Some(s) = self.scheduler.as_mut() {
-                        // Usage history restarts: one warm-up interval.
-                        *s = Scheduler::new(r.vcpu);
+                        s.set_config(r.vcpu);
                     }
                 }
                 if let Some((_, c)) = self.opts.memory.as_mut() {
