@@ -198,6 +198,9 @@ fn daemon_main(
         "daemon",
         &format!("kvmsched {} on {uri}{mode}", env!("CARGO_PKG_VERSION")),
     );
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr()) {
+        log.line("daemon", &format!("metrics on http://{addr}/metrics"));
+    }
     daemon::run(Options {
         uri: uri.to_string(),
         dry_run: cli.global.dry_run,

@@ -338,3 +338,138 @@ fn sigterm_stops_cleanly_and_fast() {
     );
     assert_eq!(status.code(), Some(0));
 }
+
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+        .args(args)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kvmsched")
+}
+
+fn term(child: &mut std::process::Child) -> (String, String) {
+    // SAFETY: signalling our own child by its PID.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = std::mem::replace(child, Command::new("true").spawn().expect("placeholder"))
+        .wait_with_output()
+        .expect("wait");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Reads stdout lines until one contains `needle` (or the child exits).
+fn wait_for_line(child: &mut std::process::Child, needle: &str) -> Option<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.as_mut()?;
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    for _ in 0..50 {
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line.contains(needle) {
+            return Some(line.trim_end().to_string());
+        }
+    }
+    None
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let mut child = spawn(&[
+        "-c",
+        "test:///default",
+        "--metrics",
+        "127.0.0.1:0",
+        "run",
+        "--vcpu-interval",
+        "0.2",
+        "--memory-interval",
+        "0.2",
+    ]);
+    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .expect("address")
+        .to_string();
+    // Let a few intervals run so the figures are filled in.
+    wait_for_line(&mut child, " vcpu: ").expect("a vCPU interval");
+    wait_for_line(&mut child, " memory: ").expect("a memory interval");
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read");
+    let (_out, err) = term(&mut child);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("text/plain; version=0.0.4"), "{body}");
+    for family in [
+        "kvmsched_pcpu_load_ratio",
+        "kvmsched_libvirt_calls_total",
+        "kvmsched_pins_total",
+        "kvmsched_intervals_total",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{body}"
+        );
+    }
+    let calls: f64 = body
+        .lines()
+        .find(|l| l.starts_with("kvmsched_libvirt_calls_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("calls sample");
+    assert!(calls > 0.0, "{body}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn config_errors_name_file_and_line_and_sighup_keeps_last_good() {
+    let dir = std::env::temp_dir().join(format!("kvmsched-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("k.conf");
+    std::fs::write(&path, "vcpu.threshold = 5\nmemory.bogus = 1\n").expect("write");
+    let p = path.to_str().expect("utf-8 path");
+    let o = kvmsched(&[
+        "-c",
+        "test:///default",
+        "--config",
+        p,
+        "vcpu",
+        "1",
+        "--iterations",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{p}:2:")), "file:line in {e}");
+    assert!(e.contains("memory.bogus"), "{e}");
+
+    std::fs::write(&path, "vcpu.threshold = 7\n").expect("write");
+    let mut child = spawn(&["-c", "test:///default", "--config", p, "vcpu", "0.2"]);
+    wait_for_line(&mut child, "thr 7.0").expect("threshold from the file");
+    std::fs::write(&path, "vcpu.threshold = nope\n").expect("write");
+    // SAFETY: signalling our own child by its PID.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(&path, "vcpu.threshold = 9\n").expect("write");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+    wait_for_line(&mut child, "thr 9.0").expect("threshold reloaded");
+    let (_out, err) = term(&mut child);
+    assert!(
+        err.contains("keeping the last good configuration") && err.contains(":1:"),
+        "{err}"
+    );
+}
