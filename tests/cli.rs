@@ -473,3 +473,70 @@ fn config_errors_name_file_and_line_and_sighup_keeps_last_good() {
         "{err}"
     );
 }
+
+/// Calls that reach the daemon on a remote (qemu:///system) connection;
+/// the others (reference counting, name/UUID lookups, freeing, the
+/// keepalive check) are answered inside the client library.
+fn is_round_trip(call: &str) -> bool {
+    !matches!(
+        call,
+        "virDomainRef"
+            | "virDomainFree"
+            | "virDomainGetName"
+            | "virDomainGetUUIDString"
+            | "virDomainStatsRecordListFree"
+            | "virConnectIsAlive"
+            | "virInitialize"
+            | "virSetErrorFunc"
+            | "virConnectClose"
+    )
+}
+
+/// Round trips per interval of the vCPU loop, from `--trace`, for the
+/// steady-state (third) interval.
+fn vcpu_round_trips(domains: usize) -> (usize, Vec<String>) {
+    let guests: Vec<String> = (0..domains).map(|i| format!("g{i:03}")).collect();
+    let specs: Vec<Guest> = guests
+        .iter()
+        .map(|n| Guest {
+            name: n,
+            vcpus: 1,
+            ..Default::default()
+        })
+        .collect();
+    let uri = node_uri(&format!("cli-calls-{domains}"), 8, &specs);
+    let o = kvmsched(&["-c", &uri, "--trace", "vcpu", "0.05", "--iterations", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Each interval starts with the keepalive check.
+    let err = stderr(&o);
+    let intervals: Vec<&str> = err.split("trace: virConnectIsAlive(").skip(1).collect();
+    assert_eq!(intervals.len(), 3, "{err}");
+    let calls: Vec<String> = intervals[2]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.strip_prefix("trace: "))
+        .map(|l| l.split('(').next().unwrap_or("").to_string())
+        .filter(|c| is_round_trip(c))
+        .collect();
+    (calls.len(), calls)
+}
+
+#[test]
+fn vcpu_interval_costs_two_round_trips_plus_one_per_domain() {
+    for n in [4usize, 100] {
+        let (count, calls) = vcpu_round_trips(n);
+        // virNodeGetCPUMap + virConnectGetAllDomainStats + one
+        // virDomainGetVcpus per domain (affinity is not in bulk stats); no
+        // pins in a steady interval. (The test driver's bulk stats lack the
+        // vCPU group, so virDomainGetInfo is added per domain here; on
+        // qemu:///system `vcpu.current` comes in the bulk record.)
+        let expected_qemu = 2 + n;
+        let getinfo = calls.iter().filter(|c| *c == "virDomainGetInfo").count();
+        assert_eq!(count - getinfo, expected_qemu, "{n} domains: {calls:?}");
+        assert!(
+            !calls.iter().any(|c| c == "virDomainPinVcpu"),
+            "steady interval pins nothing: {calls:?}"
+        );
+        println!("{n} domains: {count} round trips per vCPU interval on the test driver, {expected_qemu} on qemu");
+    }
+}

@@ -19,6 +19,11 @@ pub struct Connection {
     ptr: NonNull<sys::virConnect>,
     uri: String,
     read_only: bool,
+    /// Parameter counts of virNodeGetCPUStats / virNodeGetMemoryStats,
+    /// asked once per connection (the driver's count never changes), so
+    /// later reads are one round trip.
+    pub(crate) node_cpu_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
+    pub(crate) node_mem_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
 }
 
 /// Which domains [`Connection::list_all_domains`] returns
@@ -89,6 +94,8 @@ impl Connection {
             ptr,
             uri: uri.to_string(),
             read_only,
+            node_cpu_nparams: std::cell::Cell::new(None),
+            node_mem_nparams: std::cell::Cell::new(None),
         })
     }
 

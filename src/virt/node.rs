@@ -183,19 +183,32 @@ impl Connection {
                 .map_err(|_| Error::local(CALL, Some(self.uri()), "CPU number too large"))?,
             None => ALL,
         };
-        let mut n: c_int = 0;
-        checked(
-            CALL,
-            Some(self.uri()),
-            Sentinel::Negative,
-            || format!("cpu={num}, count"),
-            || {
-                // SAFETY: NULL params with nparams 0 asks for the count only.
-                unsafe {
-                    sys::virNodeGetCPUStats(self.as_ptr(), num, std::ptr::null_mut(), &mut n, 0)
-                }
-            },
-        )?;
+        let mut n: c_int = match self.node_cpu_nparams.get() {
+            Some(n) => n,
+            None => {
+                let mut n: c_int = 0;
+                checked(
+                    CALL,
+                    Some(self.uri()),
+                    Sentinel::Negative,
+                    || format!("cpu={num}, count"),
+                    || {
+                        // SAFETY: NULL params with nparams 0 asks for the count only.
+                        unsafe {
+                            sys::virNodeGetCPUStats(
+                                self.as_ptr(),
+                                num,
+                                std::ptr::null_mut(),
+                                &mut n,
+                                0,
+                            )
+                        }
+                    },
+                )?;
+                self.node_cpu_nparams.set(Some(n));
+                n
+            }
+        };
         let mut params = vec![sys::virNodeCPUStats::default(); usize::try_from(n).unwrap_or(0)];
         if params.is_empty() {
             return Ok(NodeCpuStats::default());
@@ -233,19 +246,32 @@ impl Connection {
     /// Host memory, all NUMA cells (`virNodeGetMemoryStats`), KiB.
     pub fn node_memory_stats(&self) -> Result<NodeMemoryStats> {
         const CALL: &str = "virNodeGetMemoryStats";
-        let mut n: c_int = 0;
-        checked(
-            CALL,
-            Some(self.uri()),
-            Sentinel::Negative,
-            || "count".to_string(),
-            || {
-                // SAFETY: NULL params with nparams 0 asks for the count only.
-                unsafe {
-                    sys::virNodeGetMemoryStats(self.as_ptr(), ALL, std::ptr::null_mut(), &mut n, 0)
-                }
-            },
-        )?;
+        let mut n: c_int = match self.node_mem_nparams.get() {
+            Some(n) => n,
+            None => {
+                let mut n: c_int = 0;
+                checked(
+                    CALL,
+                    Some(self.uri()),
+                    Sentinel::Negative,
+                    || "count".to_string(),
+                    || {
+                        // SAFETY: NULL params with nparams 0 asks for the count only.
+                        unsafe {
+                            sys::virNodeGetMemoryStats(
+                                self.as_ptr(),
+                                ALL,
+                                std::ptr::null_mut(),
+                                &mut n,
+                                0,
+                            )
+                        }
+                    },
+                )?;
+                self.node_mem_nparams.set(Some(n));
+                n
+            }
+        };
         let mut params = vec![sys::virNodeMemoryStats::default(); usize::try_from(n).unwrap_or(0)];
         if params.is_empty() {
             return Ok(NodeMemoryStats::default());
