@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::log::Logger;
 use crate::metrics::{DomainMetrics, Metrics, MetricsServer};
 use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig};
-use crate::policy::vcpu::{Scheduler, Snapshot, VcpuConfig, VcpuSample};
+use crate::policy::vcpu::{Scheduler, VcpuConfig};
 use crate::sample::{self, monotonic_ns, Want};
 use crate::signals;
 use crate::virt::{self, Connection, CpuMap, Error};
@@ -306,50 +306,44 @@ impl State {
         }
     }
 
+    /// Reads the running domains for loop `lp`: domains that vanished
+    /// between two calls are dropped quietly, other per-domain failures are
+    /// logged and skipped, a lost connection ends the interval, and excluded
+    /// domains are left out.
+    fn read<'c>(
+        &self,
+        lp: &str,
+        conn: &'c Connection,
+        host_cpus: u32,
+        want: Want,
+    ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
+        let (doms, skipped) = sample::read_domains(conn, host_cpus, want)?;
+        for s in skipped {
+            if s.error.is_connection_lost() {
+                return Err(TickError::Lost(s.error));
+            }
+            if !s.error.is_no_domain() {
+                self.opts
+                    .log
+                    .warn(lp, &format!("skipped {}: {}", s.name, s.error));
+            }
+        }
+        Ok(doms
+            .into_iter()
+            .filter(|d| !excluded(&self.opts.exclude, d.domain.name()))
+            .collect())
+    }
+
     fn vcpu_tick(&mut self, conn: &Connection) -> Result<(), TickError> {
         let t0 = Instant::now();
         self.vcpu_ticks += 1;
         let host = sample::read_host_cpus(conn)?;
-        let (doms, skipped) = sample::read_domains(
-            conn,
-            host.present,
-            Want {
-                vcpus: true,
-                memory: false,
-            },
-        )?;
-        for s in &skipped {
-            if !s.error.is_no_domain() {
-                self.opts
-                    .log
-                    .warn("vcpu", &format!("skipped {}: {}", s.name, s.error));
-            }
-            if s.error.is_connection_lost() {
-                return Err(TickError::Lost(s.error.clone()));
-            }
-        }
-        let exclude = self.opts.exclude.clone();
-        let doms: Vec<_> = doms
-            .into_iter()
-            .filter(|d| !excluded(&exclude, d.domain.name()))
-            .collect();
-        let snap = Snapshot {
-            monotonic_ns: monotonic_ns(),
-            pcpus: host.online.cpus(),
-            vcpus: doms
-                .iter()
-                .flat_map(|d| {
-                    d.vcpus.iter().map(move |v| VcpuSample {
-                        domain: d.domain.uuid().to_string(),
-                        name: d.domain.name().to_string(),
-                        vcpu: v.number,
-                        cpu_time_ns: v.cpu_time_ns,
-                        affinity: v.affinity.cpus(),
-                        running_on: v.cpu,
-                    })
-                })
-                .collect(),
+        let want = Want {
+            vcpus: true,
+            memory: false,
         };
+        let doms = self.read("vcpu", conn, host.present, want)?;
+        let snap = sample::vcpu_snapshot(&doms, host.online.cpus());
         let Some(scheduler) = self.scheduler.as_mut() else {
             return Ok(());
         };
@@ -439,7 +433,8 @@ impl State {
             .as_ref()
             .map(|(i, _)| i.as_secs_f64().round().clamp(1.0, 10.0) as u32)
             .unwrap_or(2);
-        let (doms, skipped) = sample::read_domains(
+        let doms = self.read(
+            "memory",
             conn,
             1,
             Want {
@@ -447,21 +442,6 @@ impl State {
                 memory: true,
             },
         )?;
-        for s in &skipped {
-            if s.error.is_connection_lost() {
-                return Err(TickError::Lost(s.error.clone()));
-            }
-            if !s.error.is_no_domain() {
-                self.opts
-                    .log
-                    .warn("memory", &format!("skipped {}: {}", s.name, s.error));
-            }
-        }
-        let exclude = self.opts.exclude.clone();
-        let doms: Vec<_> = doms
-            .into_iter()
-            .filter(|d| !excluded(&exclude, d.domain.name()))
-            .collect();
         // Ask each new guest for fresh balloon stats (once per domain).
         for d in &doms {
             if self.stats_period_set.contains(d.domain.uuid()) {
@@ -487,20 +467,7 @@ impl State {
             }
         }
         let host = sample::read_host_free(conn)?;
-        let inputs: Vec<DomainMem> = doms
-            .iter()
-            .map(|d| DomainMem {
-                uuid: d.domain.uuid().to_string(),
-                name: d.domain.name().to_string(),
-                actual_kib: d.memory.actual.unwrap_or(0),
-                max_kib: d.max_kib.unwrap_or(0),
-                unused_kib: d.memory.unused,
-                available_kib: d.memory.available,
-                usable_kib: d.memory.usable,
-                last_update: d.memory.last_update,
-                rss_kib: d.memory.rss,
-            })
-            .collect();
+        let inputs: Vec<DomainMem> = doms.iter().map(sample::domain_mem).collect();
         let Some(coord) = self.coordinator.as_mut() else {
             return Ok(());
         };

@@ -11,6 +11,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::policy::memory::DomainMem;
+use crate::policy::vcpu::{Snapshot, VcpuSample};
 use crate::virt::{
     stats, Connection, Domain, Error, MemoryStats, NodeCpuMap, Result, VcpuInfo, STATE_RUNNING,
 };
@@ -177,4 +179,43 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
 /// Host CPUs: present count (sizes cpumaps) and the online ones.
 pub fn read_host_cpus(conn: &Connection) -> Result<NodeCpuMap> {
     conn.node_cpu_map()
+}
+
+/// The vCPU policy's input: every vCPU of `doms` with its cumulative time,
+/// affinity and current pCPU, keyed by domain UUID.
+pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
+    let vcpus = doms
+        .iter()
+        .flat_map(|d| {
+            d.vcpus.iter().map(move |v| VcpuSample {
+                domain: d.domain.uuid().to_string(),
+                name: d.domain.name().to_string(),
+                vcpu: v.number,
+                cpu_time_ns: v.cpu_time_ns,
+                affinity: v.affinity.cpus(),
+                running_on: v.cpu,
+            })
+        })
+        .collect();
+    Snapshot {
+        monotonic_ns: monotonic_ns(),
+        pcpus,
+        vcpus,
+    }
+}
+
+/// The memory policy's input for one domain (0 = unknown size or max, which
+/// the policy never resizes).
+pub fn domain_mem(d: &DomainRead<'_>) -> DomainMem {
+    DomainMem {
+        uuid: d.domain.uuid().to_string(),
+        name: d.domain.name().to_string(),
+        actual_kib: d.memory.actual.unwrap_or(0),
+        max_kib: d.max_kib.unwrap_or(0),
+        unused_kib: d.memory.unused,
+        available_kib: d.memory.available,
+        usable_kib: d.memory.usable,
+        last_update: d.memory.last_update,
+        rss_kib: d.memory.rss,
+    }
 }

@@ -100,6 +100,31 @@ fn field_name(field: &[std::os::raw::c_char]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `virNodeCPUStats` and `virNodeMemoryStats` share one layout: a
+/// fixed-size name and a value.
+trait NodeParam: Default + Clone {
+    fn field(&self) -> &[std::os::raw::c_char];
+    fn value(&self) -> u64;
+}
+
+impl NodeParam for sys::virNodeCPUStats {
+    fn field(&self) -> &[std::os::raw::c_char] {
+        &self.field
+    }
+    fn value(&self) -> u64 {
+        self.value
+    }
+}
+
+impl NodeParam for sys::virNodeMemoryStats {
+    fn field(&self) -> &[std::os::raw::c_char] {
+        &self.field
+    }
+    fn value(&self) -> u64 {
+        self.value
+    }
+}
+
 fn const_name(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes)
         .unwrap_or("")
@@ -174,8 +199,54 @@ impl Connection {
         })
     }
 
+    /// The two-step protocol shared by `virNodeGetCPUStats` and
+    /// `virNodeGetMemoryStats`: ask for the parameter count (once per
+    /// connection: it never changes), then fill that many. `raw` makes the
+    /// C call with the given buffer and count pointer; it is only ever given
+    /// NULL with a count of 0, or a buffer of exactly `*count` elements.
+    fn node_params<P: NodeParam>(
+        &self,
+        call: &'static str,
+        cache: &std::cell::Cell<Option<c_int>>,
+        what: &str,
+        raw: impl Fn(*mut P, *mut c_int) -> c_int,
+    ) -> Result<Vec<(String, u64)>> {
+        let mut n: c_int = match cache.get() {
+            Some(n) => n,
+            None => {
+                let mut n: c_int = 0;
+                checked(
+                    call,
+                    Some(self.uri()),
+                    Sentinel::Negative,
+                    || format!("{what}, count"),
+                    || raw(std::ptr::null_mut(), &mut n),
+                )?;
+                cache.set(Some(n));
+                n
+            }
+        };
+        let mut params = vec![P::default(); usize::try_from(n).unwrap_or(0)];
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let asked = n;
+        checked(
+            call,
+            Some(self.uri()),
+            Sentinel::Negative,
+            || format!("{what}, nparams={asked}"),
+            || raw(params.as_mut_ptr(), &mut n),
+        )?;
+        let filled = usize::try_from(n).unwrap_or(0).min(params.len());
+        Ok(params[..filled]
+            .iter()
+            .map(|p| (field_name(p.field()), p.value()))
+            .collect())
+    }
+
     /// Cumulative CPU times of host CPU `cpu`, or of all CPUs with `None`
-    /// (`virNodeGetCPUStats`, asked once for the count, once for the values).
+    /// (`virNodeGetCPUStats`).
     pub fn node_cpu_stats(&self, cpu: Option<u32>) -> Result<NodeCpuStats> {
         const CALL: &str = "virNodeGetCPUStats";
         let num = match cpu {
@@ -183,53 +254,19 @@ impl Connection {
                 .map_err(|_| Error::local(CALL, Some(self.uri()), "CPU number too large"))?,
             None => ALL,
         };
-        let mut n: c_int = match self.node_cpu_nparams.get() {
-            Some(n) => n,
-            None => {
-                let mut n: c_int = 0;
-                checked(
-                    CALL,
-                    Some(self.uri()),
-                    Sentinel::Negative,
-                    || format!("cpu={num}, count"),
-                    || {
-                        // SAFETY: NULL params with nparams 0 asks for the count only.
-                        unsafe {
-                            sys::virNodeGetCPUStats(
-                                self.as_ptr(),
-                                num,
-                                std::ptr::null_mut(),
-                                &mut n,
-                                0,
-                            )
-                        }
-                    },
-                )?;
-                self.node_cpu_nparams.set(Some(n));
-                n
-            }
-        };
-        let mut params = vec![sys::virNodeCPUStats::default(); usize::try_from(n).unwrap_or(0)];
-        if params.is_empty() {
-            return Ok(NodeCpuStats::default());
-        }
-        let asked = n;
-        checked(
+        let params = self.node_params(
             CALL,
-            Some(self.uri()),
-            Sentinel::Negative,
-            || format!("cpu={num}, nparams={asked}"),
-            || {
-                // SAFETY: params has n elements, the count passed in nparams.
-                unsafe {
-                    sys::virNodeGetCPUStats(self.as_ptr(), num, params.as_mut_ptr(), &mut n, 0)
-                }
+            &self.node_cpu_nparams,
+            &format!("cpu={num}"),
+            |buf, n| {
+                // SAFETY: open connection; node_params passes NULL with *n == 0
+                // (count query) or a buffer of exactly *n elements.
+                unsafe { sys::virNodeGetCPUStats(self.as_ptr(), num, buf, n, 0) }
             },
         )?;
         let mut s = NodeCpuStats::default();
-        for p in params.iter().take(usize::try_from(n).unwrap_or(0)) {
-            let name = field_name(&p.field);
-            let v = Some(p.value);
+        for (name, v) in params {
+            let v = Some(v);
             if name == const_name(sys::VIR_NODE_CPU_STATS_KERNEL) {
                 s.kernel = v;
             } else if name == const_name(sys::VIR_NODE_CPU_STATS_USER) {
@@ -245,54 +282,19 @@ impl Connection {
 
     /// Host memory, all NUMA cells (`virNodeGetMemoryStats`), KiB.
     pub fn node_memory_stats(&self) -> Result<NodeMemoryStats> {
-        const CALL: &str = "virNodeGetMemoryStats";
-        let mut n: c_int = match self.node_mem_nparams.get() {
-            Some(n) => n,
-            None => {
-                let mut n: c_int = 0;
-                checked(
-                    CALL,
-                    Some(self.uri()),
-                    Sentinel::Negative,
-                    || "count".to_string(),
-                    || {
-                        // SAFETY: NULL params with nparams 0 asks for the count only.
-                        unsafe {
-                            sys::virNodeGetMemoryStats(
-                                self.as_ptr(),
-                                ALL,
-                                std::ptr::null_mut(),
-                                &mut n,
-                                0,
-                            )
-                        }
-                    },
-                )?;
-                self.node_mem_nparams.set(Some(n));
-                n
-            }
-        };
-        let mut params = vec![sys::virNodeMemoryStats::default(); usize::try_from(n).unwrap_or(0)];
-        if params.is_empty() {
-            return Ok(NodeMemoryStats::default());
-        }
-        let asked = n;
-        checked(
-            CALL,
-            Some(self.uri()),
-            Sentinel::Negative,
-            || format!("nparams={asked}"),
-            || {
-                // SAFETY: params has n elements, the count passed in nparams.
-                unsafe {
-                    sys::virNodeGetMemoryStats(self.as_ptr(), ALL, params.as_mut_ptr(), &mut n, 0)
-                }
+        let params = self.node_params(
+            "virNodeGetMemoryStats",
+            &self.node_mem_nparams,
+            "all cells",
+            |buf, n| {
+                // SAFETY: open connection; node_params passes NULL with *n == 0
+                // (count query) or a buffer of exactly *n elements.
+                unsafe { sys::virNodeGetMemoryStats(self.as_ptr(), ALL, buf, n, 0) }
             },
         )?;
         let mut s = NodeMemoryStats::default();
-        for p in params.iter().take(usize::try_from(n).unwrap_or(0)) {
-            let name = field_name(&p.field);
-            let v = Some(p.value);
+        for (name, v) in params {
+            let v = Some(v);
             if name == const_name(sys::VIR_NODE_MEMORY_STATS_TOTAL) {
                 s.total = v;
             } else if name == const_name(sys::VIR_NODE_MEMORY_STATS_FREE) {
