@@ -1,0 +1,1194 @@
+#!/usr/bin/env python3
+"""kvmsched lab runner: guests, independent measurement, criteria, report, SVG plots.
+
+Standard library only. Measurement reads libvirt (through virsh) and /proc, never
+kvmsched's own output. See lab/README.md.
+"""
+import configparser
+import csv
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+LAB = os.environ.get("LAB_DIR") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.environ.get("REPO_DIR") or os.path.dirname(LAB)
+URI = os.environ.get("KVL_URI", "qemu:///system")
+PREFIX = "kvl-"
+CACHE = os.path.join(LAB, "cache")
+OUTROOT = os.path.join(LAB, "out")
+SCEN_DIR = os.path.join(LAB, "scenarios")
+ACCEL = os.environ.get("KVL_ACCEL", "tcg")  # tcg | kvm
+KIB_PER_MIB = 1024
+
+
+def log(msg):
+    print(f"[lab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------- virsh
+def virsh(*args, check=True, timeout=60):
+    r = subprocess.run(["virsh", "-q", "-c", URI, *args], capture_output=True, text=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"virsh {' '.join(args)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+class VirshShell:
+    """One long-lived interactive virsh: ~1 ms per command, so sample timestamps are tight."""
+
+    def __init__(self):
+        self.p = None
+
+    def _start(self):
+        # (not -q: quiet mode also silences 'echo', which frames each answer)
+        self.p = subprocess.Popen(["virsh", "-c", URI], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  bufsize=1)
+        self.p.stdin.write("echo @@END\n")
+        self.p.stdin.flush()
+        while True:
+            line = self.p.stdout.readline()
+            if not line or line.strip() == "@@END":
+                break
+
+    def run(self, cmd):
+        if self.p is None or self.p.poll() is not None:
+            self._start()
+        self.p.stdin.write(cmd + "\necho @@END\n")
+        self.p.stdin.flush()
+        out = []
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                self.p = None
+                raise RuntimeError("virsh shell ended")
+            if line.strip() == "@@END":
+                break
+            if line.startswith("virsh # "):
+                continue
+            out.append(line)
+        return "".join(out)
+
+    def close(self):
+        if self.p and self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+                self.p.wait(timeout=5)
+            except Exception:
+                self.p.kill()
+
+
+def host_pcpus():
+    for line in virsh("nodeinfo").splitlines():
+        if line.startswith("CPU(s):"):
+            return int(line.split(":")[1])
+    return os.cpu_count()
+
+
+def parse_domstats(text):
+    doms, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"Domain: '(.*)'", line.strip())
+        if m:
+            cur = doms.setdefault(m.group(1), {})
+        elif cur is not None and "=" in line:
+            k, v = line.strip().split("=", 1)
+            cur[k] = v
+    return doms
+
+
+def parse_vcpuinfo(text):
+    res, cur = [], None
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        k, v = [x.strip() for x in line.split(":", 1)]
+        if k == "VCPU":
+            cur = {"vcpu": int(v)}
+            res.append(cur)
+        elif cur is None:
+            continue
+        elif k == "CPU":
+            cur["cpu"] = int(v) if v.lstrip("-").isdigit() else -1
+        elif k == "CPU Affinity":
+            cur["affinity"] = tuple(i for i, c in enumerate(v) if c == "y")
+    return res
+
+
+def read_proc_stat():
+    cpus = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                idle = v[3] + (v[4] if len(v) > 4 else 0)
+                cpus[int(m.group(1))] = (sum(v[:8]), idle)
+    return cpus
+
+
+def mem_available_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def affstr(aff):
+    return "+".join(str(c) for c in aff) if aff else "-"
+
+
+# --------------------------------------------------------------------------- guests
+class Guest:
+    def __init__(self, name, vcpus, mem, maxmem, workload, pins, outdir):
+        self.name, self.vcpus, self.mem, self.maxmem = name, vcpus, mem, maxmem
+        self.workload, self.pins = workload, pins  # pins: list per vCPU of "0" / "0,1" / None
+        self.serial = os.path.join(outdir, f"serial-{name}.log")
+        self.started = None
+        self.ready = None
+
+    @property
+    def kind(self):
+        w = self.workload
+        phases = [t.split(":")[0] for t in w.split(",")]
+        if "mem" in phases:
+            return "consumer"
+        if "duty" in phases:
+            return "light"
+        if "cpu" in phases:
+            return "heavy"
+        return "idle"
+
+    def mem_upto(self):
+        m = re.search(r"upto=(\w+)", self.workload)
+        return (m.group(1) if m else "max") if self.kind == "consumer" else None
+
+    def xml(self):
+        pin_xml = "".join(f"<vcpupin vcpu='{i}' cpuset='{p}'/>"
+                          for i, p in enumerate(self.pins) if p is not None)
+        cputune = f"<cputune>{pin_xml}</cputune>" if pin_xml else ""
+        dtype = "kvm" if ACCEL == "kvm" else "qemu"
+        cmdline = f"console=ttyS0 quiet panic=-1 wl={self.workload}"
+        return f"""<domain type='{dtype}'>
+  <name>{self.name}</name>
+  <memory unit='MiB'>{self.maxmem}</memory>
+  <currentMemory unit='MiB'>{self.mem}</currentMemory>
+  <vcpu placement='static'>{self.vcpus}</vcpu>
+  {cputune}
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{CACHE}/vmlinuz</kernel>
+    <initrd>{CACHE}/initramfs.gz</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'><source path='{self.serial}'/><target port='0'/></serial>
+    <memballoon model='virtio'><stats period='2'/></memballoon>
+  </devices>
+</domain>
+"""
+
+
+def list_lab_domains():
+    out = virsh("list", "--all", "--name", check=False)
+    return [d.strip() for d in out.splitlines() if d.strip().startswith(PREFIX)]
+
+
+def remove_domain(name):
+    virsh("destroy", name, check=False)
+    virsh("undefine", name, check=False)
+
+
+def start_guests(guests, outdir):
+    for g in guests:
+        if os.path.exists(g.serial):
+            os.remove(g.serial)
+        path = os.path.join(outdir, f"{g.name}.xml")
+        with open(path, "w") as f:
+            f.write(g.xml())
+        virsh("define", path)
+    for g in guests:
+        virsh("start", g.name)
+        g.started = time.monotonic()
+        log(f"started {g.name}: {g.vcpus} vCPU, {g.mem}/{g.maxmem} MiB, pins={g.pins}, wl={g.workload}")
+
+
+def wait_ready(guests, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for g in guests:
+            if g.ready is None and os.path.exists(g.serial):
+                with open(g.serial, errors="replace") as f:
+                    if "kvl: ready" in f.read():
+                        g.ready = time.monotonic()
+        if all(g.ready for g in guests):
+            return
+        time.sleep(0.5)
+    missing = [g.name for g in guests if not g.ready]
+    raise RuntimeError(f"guests not ready after {timeout} s: {missing} (see their serial logs)")
+
+
+def oom_kills(guests):
+    res = {}
+    for g in guests:
+        n = 0
+        if os.path.exists(g.serial):
+            with open(g.serial, errors="replace") as f:
+                for line in f:
+                    if "Out of memory" in line or "oom-kill" in line or "Killed process" in line:
+                        n += 1
+        res[g.name] = n
+    return res
+
+
+# --------------------------------------------------------------------------- sampler
+class Sampler(threading.Thread):
+    """1 s: per-vCPU time/affinity/pCPU + host /proc/stat; every 2nd: balloon stats + MemAvailable."""
+
+    def __init__(self, guests, t0, mem_every=2):
+        super().__init__(daemon=True)
+        self.guests, self.t0, self.mem_every = guests, t0, mem_every
+        self.stop_ev = threading.Event()
+        self.vcpu_rows, self.pcpu_rows, self.mem_rows, self.host_mem = [], [], [], []
+        self.errors = 0
+        self.lock = threading.Lock()
+        self.npcpu = host_pcpus()
+
+    def run(self):
+        sh = VirshShell()
+        names = " ".join(g.name for g in self.guests)
+        prev, prev_stat, k = None, None, 0
+        next_t = time.monotonic()
+        while not self.stop_ev.is_set():
+            try:
+                ta = time.monotonic()
+                ds = parse_domstats(sh.run(f"domstats --vcpu --balloon {names}"))
+                tb = time.monotonic()
+                stat = read_proc_stat()
+                vi = {g.name: parse_vcpuinfo(sh.run(f"vcpuinfo {g.name}")) for g in self.guests}
+                t = (ta + tb) / 2 - self.t0
+                self._record(t, ds, vi, stat, prev, prev_stat, k)
+                prev, prev_stat = (t, ds), stat
+                k += 1
+            except Exception as e:  # a missed sample is recorded as a gap
+                self.errors += 1
+                if self.errors < 5:
+                    log(f"sampler: {e}")
+            next_t += 1.0
+            self.stop_ev.wait(max(0.0, next_t - time.monotonic()))
+        sh.close()
+
+    def _record(self, t, ds, vi, stat, prev, prev_stat, k):
+        loads = [0.0] * self.npcpu
+        have_usage = prev is not None
+        rows = []
+        for g in self.guests:
+            st = ds.get(g.name, {})
+            info = {v["vcpu"]: v for v in vi.get(g.name, [])}
+            for i in range(g.vcpus):
+                key = f"vcpu.{i}.time"
+                if key not in st:
+                    continue
+                ns = int(st[key])
+                usage = ""
+                if have_usage and key in prev[1].get(g.name, {}):
+                    usage = (ns - int(prev[1][g.name][key])) / ((t - prev[0]) * 1e9) * 100
+                aff = info.get(i, {}).get("affinity", ())
+                ran = info.get(i, {}).get("cpu", -1)
+                pc = aff[0] if len(aff) == 1 else ran
+                if usage != "" and 0 <= pc < self.npcpu:
+                    loads[pc] += usage
+                rows.append({"t": round(t, 3), "guest": g.name, "vcpu": i, "time_ns": ns,
+                             "usage_pct": "" if usage == "" else round(usage, 2),
+                             "ran_on": ran, "affinity": affstr(aff), "counted_on": pc})
+        with self.lock:
+            self.vcpu_rows.extend(rows)
+            if have_usage and prev_stat:
+                for c in range(self.npcpu):
+                    busy = ""
+                    if c in stat and c in prev_stat:
+                        dt = stat[c][0] - prev_stat[c][0]
+                        di = stat[c][1] - prev_stat[c][1]
+                        busy = round(100.0 * (dt - di) / dt, 2) if dt > 0 else 0.0
+                    self.pcpu_rows.append({"t": round(t, 3), "pcpu": c, "load_pct": round(loads[c], 2),
+                                           "host_busy_pct": busy})
+            if k % self.mem_every == 0:
+                self.host_mem.append({"t": round(t, 3), "host_memavailable_mib": round(mem_available_mib(), 1)})
+                for g in self.guests:
+                    st = ds.get(g.name, {})
+                    def mib(key):
+                        return round(int(st[key]) / KIB_PER_MIB, 1) if key in st else ""
+                    if "balloon.current" in st:
+                        self.mem_rows.append({"t": round(t, 3), "guest": g.name,
+                                              "actual_mib": mib("balloon.current"),
+                                              "unused_mib": mib("balloon.unused"),
+                                              "available_mib": mib("balloon.available"),
+                                              "usable_mib": mib("balloon.usable"),
+                                              "rss_mib": mib("balloon.rss")})
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(timeout=10)
+
+    def write_csv(self, outdir):
+        def w(name, rows, fields):
+            with open(os.path.join(outdir, name), "w", newline="") as f:
+                wr = csv.DictWriter(f, fieldnames=fields)
+                wr.writeheader()
+                wr.writerows(rows)
+        with self.lock:
+            w("vcpu.csv", self.vcpu_rows, ["t", "guest", "vcpu", "time_ns", "usage_pct", "ran_on",
+                                           "affinity", "counted_on"])
+            w("pcpu.csv", self.pcpu_rows, ["t", "pcpu", "load_pct", "host_busy_pct"])
+            w("mem.csv", self.mem_rows, ["t", "guest", "actual_mib", "unused_mib", "available_mib",
+                                         "usable_mib", "rss_mib"])
+            w("host_mem.csv", self.host_mem, ["t", "host_memavailable_mib"])
+
+
+# --------------------------------------------------------------------------- analysis
+def pstdev(xs):
+    return statistics.pstdev(xs) if len(xs) > 1 else 0.0
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None and x != ""]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def pcpu_series(s, pcpus=None):
+    """{t: [load per pCPU]} from the GT metric rows."""
+    by_t = {}
+    for r in s.pcpu_rows:
+        by_t.setdefault(r["t"], {})[r["pcpu"]] = r["load_pct"]
+    pcs = pcpus if pcpus is not None else list(range(s.npcpu))
+    return {t: [d.get(c, 0.0) for c in pcs] for t, d in sorted(by_t.items())}
+
+
+def window_loads(series, t1, t2):
+    rows = [v for t, v in series.items() if t1 <= t <= t2]
+    if not rows:
+        return None, [], 0
+    n = len(rows[0])
+    means = [mean([r[c] for r in rows]) for c in range(n)]
+    return means, [pstdev(r) for r in rows], len(rows)
+
+
+def guest_usage(s, t1, t2):
+    acc = {}
+    for r in s.vcpu_rows:
+        if r["usage_pct"] != "" and t1 <= r["t"] <= t2:
+            acc.setdefault(r["guest"], {}).setdefault(r["t"], 0.0)
+            acc[r["guest"]][r["t"]] += r["usage_pct"]
+    return {g: mean(list(d.values())) for g, d in acc.items()}
+
+
+def affinity_history(s):
+    hist = {}
+    for r in s.vcpu_rows:
+        hist.setdefault((r["guest"], r["vcpu"]), []).append((r["t"], r["affinity"]))
+    return hist
+
+
+def pin_changes(s, after_t):
+    res = {}
+    for key, h in affinity_history(s).items():
+        n, times = 0, []
+        for (t0, a0), (t1, a1) in zip(h, h[1:]):
+            if a1 != a0 and t1 > after_t:
+                n += 1
+                times.append(t1)
+        res[key] = (n, times)
+    return res
+
+
+def final_affinity(s):
+    return {k: h[-1][1] for k, h in affinity_history(s).items() if h}
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def fmt(x, nd=1):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+
+# --------------------------------------------------------------------------- SVG
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def nice_ticks(lo, hi, n=6):
+    if hi <= lo:
+        hi = lo + 1
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
+    start = math.floor(lo / step) * step
+    ticks, v = [], start
+    while v <= hi + step * 0.5:
+        ticks.append(round(v, 6))
+        v += step
+    return ticks
+
+
+def svg_chart(path, title, xlabel, ylabel, series, vlines=(), hlines=(), ymin=None, ymax=None):
+    """series: [{label, pts:[(x,y)], color, dash, width}] -> a standalone SVG line chart."""
+    W, H, L, R, T, B = 980, 460, 70, 220, 40, 55
+    xs = [x for s in series for x, _ in s["pts"]] + [v[0] for v in vlines]
+    ys = [y for s in series for _, y in s["pts"]] + [h[0] for h in hlines]
+    if not xs:
+        xs, ys = [0, 1], [0, 1]
+    x0, x1 = min(xs), max(xs)
+    y0 = min(ys) if ymin is None else ymin
+    y1 = max(ys) if ymax is None else ymax
+    yt = nice_ticks(y0, y1)
+    y0, y1 = min(y0, yt[0]), max(y1, yt[-1])
+    xt = nice_ticks(x0, x1, 10)
+    x0, x1 = min(x0, xt[0]), max(x1, xt[-1])
+    pw, ph = W - L - R, H - T - B
+
+    def X(x):
+        return L + (x - x0) / ((x1 - x0) or 1) * pw
+
+    def Y(y):
+        return T + ph - (y - y0) / ((y1 - y0) or 1) * ph
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'viewBox="0 0 {W} {H}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L + pw / 2}" y="22" text-anchor="middle" font-size="15" '
+         f'font-weight="bold">{esc(title)}</text>']
+    for t in yt:
+        o.append(f'<line x1="{L}" y1="{Y(t):.1f}" x2="{L + pw}" y2="{Y(t):.1f}" stroke="#e5e5e5"/>')
+        o.append(f'<text x="{L - 6}" y="{Y(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
+    for t in xt:
+        o.append(f'<line x1="{X(t):.1f}" y1="{T}" x2="{X(t):.1f}" y2="{T + ph}" stroke="#f0f0f0"/>')
+        o.append(f'<text x="{X(t):.1f}" y="{T + ph + 16}" text-anchor="middle">{t:g}</text>')
+    o.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    o.append(f'<text x="{L + pw / 2}" y="{H - 12}" text-anchor="middle">{esc(xlabel)}</text>')
+    o.append(f'<text x="18" y="{T + ph / 2}" text-anchor="middle" '
+             f'transform="rotate(-90 18 {T + ph / 2})">{esc(ylabel)}</text>')
+    for y, label, color in hlines:
+        o.append(f'<line x1="{L}" y1="{Y(y):.1f}" x2="{L + pw}" y2="{Y(y):.1f}" stroke="{color}" '
+                 f'stroke-dasharray="2,3"/>')
+        o.append(f'<text x="{L + pw - 4}" y="{Y(y) - 4:.1f}" text-anchor="end" fill="{color}">'
+                 f'{esc(label)}</text>')
+    for x, label in vlines:
+        o.append(f'<line x1="{X(x):.1f}" y1="{T}" x2="{X(x):.1f}" y2="{T + ph}" stroke="#000" '
+                 f'stroke-dasharray="6,4"/>')
+        o.append(f'<text x="{X(x) + 4:.1f}" y="{T + 14}" fill="#000">{esc(label)}</text>')
+    for s in series:
+        pts = [(x, y) for x, y in s["pts"] if y is not None and not (isinstance(y, float) and math.isnan(y))]
+        if not pts:
+            continue
+        d = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+        dash = f' stroke-dasharray="{s["dash"]}"' if s.get("dash") else ""
+        o.append(f'<polyline fill="none" stroke="{s["color"]}" stroke-width="{s.get("width", 2)}"'
+                 f'{dash} points="{d}"/>')
+    ly = T + 8
+    for s in series:
+        dash = f' stroke-dasharray="{s["dash"]}"' if s.get("dash") else ""
+        o.append(f'<line x1="{L + pw + 14}" y1="{ly}" x2="{L + pw + 44}" y2="{ly}" stroke="{s["color"]}"'
+                 f' stroke-width="{s.get("width", 2)}"{dash}/>')
+        o.append(f'<text x="{L + pw + 50}" y="{ly + 4}">{esc(s["label"])}</text>')
+        ly += 18
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+    return path
+
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plot_cpu(s, outdir, marks, title):
+    series = []
+    by_c = {}
+    for r in s.pcpu_rows:
+        by_c.setdefault(r["pcpu"], []).append(r)
+    for c, rows in sorted(by_c.items()):
+        col = PALETTE[c % len(PALETTE)]
+        series.append({"label": f"pCPU{c} load (sum of vCPUs)", "color": col,
+                       "pts": [(r["t"], r["load_pct"]) for r in rows]})
+        series.append({"label": f"pCPU{c} host busy /proc/stat", "color": col, "dash": "3,3",
+                       "width": 1, "pts": [(r["t"], r["host_busy_pct"] if r["host_busy_pct"] != "" else None)
+                                           for r in rows]})
+    ser = pcpu_series(s)
+    series.append({"label": "std-dev of pCPU loads", "color": "#777", "width": 1.5, "dash": "8,3",
+                   "pts": [(t, pstdev(v)) for t, v in ser.items()]})
+    return svg_chart(os.path.join(outdir, "pcpu.svg"), title, "time since guests started (s)",
+                     "load (% of one pCPU)", series, vlines=marks, hlines=[(5, "std-dev 5", "#777")],
+                     ymin=0)
+
+
+def plot_vcpu(s, outdir, marks, title):
+    by_g = {}
+    for r in s.vcpu_rows:
+        if r["usage_pct"] != "":
+            by_g.setdefault(r["guest"], {}).setdefault(r["t"], 0.0)
+            by_g[r["guest"]][r["t"]] += r["usage_pct"]
+    series = [{"label": g, "color": PALETTE[i % len(PALETTE)], "pts": sorted(d.items())}
+              for i, (g, d) in enumerate(sorted(by_g.items()))]
+    return svg_chart(os.path.join(outdir, "guests-cpu.svg"), title, "time since guests started (s)",
+                     "guest CPU usage (% of one pCPU)", series, vlines=marks, ymin=0)
+
+
+def plot_mem(s, outdir, marks, title):
+    by_g = {}
+    for r in s.mem_rows:
+        by_g.setdefault(r["guest"], []).append(r)
+    series = []
+    for i, (g, rows) in enumerate(sorted(by_g.items())):
+        col = PALETTE[i % len(PALETTE)]
+        series.append({"label": f"{g} actual", "color": col, "pts": [(r["t"], r["actual_mib"]) for r in rows]})
+        series.append({"label": f"{g} unused", "color": col, "dash": "5,4", "width": 1.5,
+                       "pts": [(r["t"], r["unused_mib"] if r["unused_mib"] != "" else None) for r in rows]})
+    return svg_chart(os.path.join(outdir, "memory.svg"), title, "time since guests started (s)",
+                     "MiB", series, vlines=marks, hlines=[(100, "100 MiB", "#777")], ymin=0)
+
+
+# --------------------------------------------------------------------------- scenarios
+class Scenario:
+    def __init__(self, name):
+        self.name = name
+        self.path = os.path.join(SCEN_DIR, f"{name}.ini")
+        if not os.path.exists(self.path):
+            raise SystemExit(f"lab: no scenario {self.path} (try: lab/lab list)")
+        cp = configparser.ConfigParser(inline_comment_prefixes=("#",))
+        cp.read(self.path)
+        self.cp = cp
+        self.kind = cp.get("scenario", "kind")
+        self.description = cp.get("scenario", "description", fallback="")
+        self.g = cp["guests"]
+        self.k = cp["kvmsched"]
+        self.c = cp["criteria"] if cp.has_section("criteria") else {}
+        self.tm = cp["timing"]
+
+    def timing(self, short):
+        p = "short_" if short else ""
+        return (self.tm.getfloat(p + "before", fallback=self.tm.getfloat("before")),
+                self.tm.getfloat(p + "after", fallback=self.tm.getfloat("after")))
+
+    def guests(self, outdir, npcpu, short):
+        n = self.g.getint("count")
+        res = []
+        for i in range(1, n + 1):
+            def get(key, fb=None):
+                for k in ((f"short_{key}.{i}", f"short_{key}") if short else ()) + (f"{key}.{i}", key):
+                    if k in self.g:
+                        return self.g[k]
+                return fb
+            vcpus = int(get("vcpus", "1"))
+            pins = pin_spec(get("pin", "none"), i, n, vcpus, npcpu)
+            res.append(Guest(f"{PREFIX}{i}", vcpus, int(get("memory_mib", "256")),
+                             int(get("max_memory_mib", get("memory_mib", "256"))), get("workload", "idle"),
+                             pins, outdir))
+        return res
+
+
+def pin_spec(spec, i, n, vcpus, npcpu):
+    """none | all:<cpus> | spread (guest i -> pCPU (i-1) mod P) | <cpus> (every vCPU of this guest)
+    | a;b;c (per vCPU). <cpus> is a libvirt cpuset ('0', '0-1', '0,1')."""
+    spec = spec.strip()
+    if spec == "none":
+        return [None] * vcpus
+    if spec == "spread":
+        return [str((i - 1) % npcpu)] * vcpus
+    if spec.startswith("all:"):
+        return [spec[4:]] * vcpus
+    if ";" in spec:
+        parts = spec.split(";")
+        return [parts[v % len(parts)] for v in range(vcpus)]
+    return [spec] * vcpus
+
+
+def kvmsched_path():
+    p = os.environ.get("KVMSCHED", "target/release/kvmsched")
+    return p if os.path.isabs(p) else os.path.join(REPO, p)
+
+
+def kvmsched_pending(sub):
+    exe = kvmsched_path()
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        return f"kvmsched binary {exe} missing"
+    try:
+        r = subprocess.run([exe, sub, "--help"], capture_output=True, text=True, timeout=20)
+    except Exception as e:
+        return f"'{exe} {sub} --help' failed: {e}"
+    if r.returncode != 0:
+        return f"'{exe} {sub} --help' exits {r.returncode} (subcommand not implemented yet)"
+    return None
+
+
+def prepare_outdir(name):
+    d = os.path.join(OUTROOT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        fp = os.path.join(d, f)
+        if os.path.isfile(fp):
+            os.remove(fp)
+    return d
+
+
+def check_env():
+    try:
+        virsh("version")
+    except Exception as e:
+        raise SystemExit(f"lab: libvirt not reachable on {URI} ({e}); run lab/lab setup")
+    for f in ("vmlinuz", "initramfs.gz"):
+        if not os.path.exists(os.path.join(CACHE, f)):
+            raise SystemExit(f"lab: {CACHE}/{f} missing; run lab/lab image")
+
+
+def cleanup_stale():
+    for d in list_lab_domains():
+        log(f"removing leftover guest {d}")
+        remove_domain(d)
+
+
+class Run:
+    """Guests + sampler + optional kvmsched process, torn down on any exit."""
+
+    def __init__(self, name, guests, outdir):
+        self.name, self.guests, self.outdir = name, guests, outdir
+        self.t0 = time.monotonic()
+        self.sampler = None
+        self.kproc = None
+        self.klog = None
+        self.k_exit = None
+        self.marks = []
+
+    def __enter__(self):
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGHUP, _on_signal)
+        try:
+            cleanup_stale()
+            self.t0 = time.monotonic()
+            start_guests(self.guests, self.outdir)
+            self.sampler = Sampler(self.guests, self.t0)
+            self.sampler.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def now(self):
+        return time.monotonic() - self.t0
+
+    def mark(self, label):
+        self.marks.append((round(self.now(), 2), label))
+
+    def start_kvmsched(self, sub, interval, args):
+        exe = kvmsched_path()
+        cmd = [exe, "-c", URI, sub, str(interval)] + args
+        self.klog = open(os.path.join(self.outdir, "kvmsched.log"), "w")
+        self.klog.write("# " + " ".join(cmd) + "\n")
+        self.klog.flush()
+        self.kproc = subprocess.Popen(cmd, stdout=self.klog, stderr=subprocess.STDOUT, cwd=REPO,
+                                      stdin=subprocess.DEVNULL)
+        self.mark("kvmsched start")
+        log(f"kvmsched pid {self.kproc.pid}: {' '.join(cmd)}")
+
+    def stop_kvmsched(self):
+        if self.kproc is None:
+            return
+        if self.kproc.poll() is None:
+            os.kill(self.kproc.pid, signal.SIGTERM)
+            try:
+                self.kproc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.kproc.pid, signal.SIGKILL)
+                self.kproc.wait()
+            log(f"kvmsched pid {self.kproc.pid} stopped (SIGTERM), exit {self.kproc.returncode}")
+        else:
+            self.k_exit = self.kproc.returncode
+            log(f"kvmsched exited early with code {self.k_exit}")
+        self.klog.close()
+
+    def sleep(self, secs):
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            if self.kproc is not None and self.kproc.poll() is not None and self.k_exit is None:
+                self.k_exit = self.kproc.returncode
+                log(f"kvmsched exited early with code {self.k_exit} (see kvmsched.log)")
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+
+    def __exit__(self, et, ev, tb):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            self.stop_kvmsched()
+        except Exception as e:
+            log(f"stopping kvmsched: {e}")
+        if self.sampler:
+            self.sampler.stop()
+            self.sampler.write_csv(self.outdir)
+        for g in self.guests:
+            remove_domain(g.name)
+        log(f"guests removed: {', '.join(g.name for g in self.guests)}")
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return False
+
+
+# --------------------------------------------------------------------------- criteria
+class Verdict:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, ok, figure, threshold):
+        self.rows.append((name, bool(ok), figure, threshold))
+
+    @property
+    def ok(self):
+        return all(r[1] for r in self.rows)
+
+    def md(self):
+        out = ["| criterion | result | measured | threshold |", "|---|---|---|---|"]
+        for n, ok, fig, th in self.rows:
+            out.append(f"| {n} | {'PASS' if ok else 'FAIL'} | {fig} | {th} |")
+        return "\n".join(out)
+
+
+def eval_cpu(sc, s, guests, k_t, end_t, interval):
+    c, v = sc.c, Verdict()
+    ser = pcpu_series(s)
+    thr = float(c.get("stddev_max", 5))
+    settle_n = c.get("settle_within_intervals")
+    settle_deadline = k_t + (float(settle_n) if settle_n else 3) * interval
+    # settle time: first moment after kvmsched start where the 3-sample rolling mean loads are balanced
+    ts = [t for t in ser if t >= k_t]
+    settle_t = None
+    for j in range(len(ts)):
+        win = [ser[t] for t in ts[max(0, j - 2):j + 1]]
+        if len(win) < 3:
+            continue
+        m = [mean([w[p] for w in win]) for p in range(len(win[0]))]
+        if pstdev(m) <= thr:
+            settle_t = ts[j]
+            break
+    steady_from = settle_deadline + 2
+    means, sds, n = window_loads(ser, steady_from, end_t)
+    info = {"settle_t": settle_t, "steady_from": steady_from, "steady_means": means,
+            "steady_sample_sd": sds}
+    if settle_n:
+        slack = 2.0  # 3-sample smoothing at 1 s
+        dl = settle_deadline + slack
+        v.add(f"balanced (std-dev ≤ {thr:g}) within {settle_n} intervals of kvmsched start",
+              settle_t is not None and settle_t <= dl,
+              "never" if settle_t is None else f"after {settle_t - k_t:.1f} s",
+              f"≤ {float(settle_n) * interval:g} s (+{slack:g} s smoothing)")
+    if means is None:
+        v.add("steady-state window measured", False, "no samples", f"from t={steady_from:.0f}")
+    else:
+        sd = pstdev(means)
+        v.add(f"steady std-dev of mean pCPU loads (t ≥ {steady_from - k_t:.0f} s after start)",
+              sd <= thr, f"{sd:.2f} pp (loads {', '.join(fmt(x) for x in means)}; per-sample "
+              f"median {fmt(statistics.median(sds), 2)}, p90 {fmt(percentile(sds, 90), 2)}; {n} samples)",
+              f"≤ {thr:g}")
+    pcs = pin_changes(s, k_t)
+    if "pin_changes_max" in c:
+        tot = sum(n for n, _ in pcs.values())
+        v.add("pin changes after kvmsched start", tot <= int(c["pin_changes_max"]),
+              f"{tot} ({pin_detail(pcs)})", f"≤ {c['pin_changes_max']}")
+    if "pin_changes_after_settle_max" in c:
+        ref = settle_t if settle_t is not None else end_t
+        late = {k: (len([t for t in ts_ if t > ref]), [t for t in ts_ if t > ref])
+                for k, (_, ts_) in pcs.items()}
+        tot = sum(n for n, _ in late.values())
+        v.add("pin changes after balanced (stable)", settle_t is not None and
+              tot <= int(c["pin_changes_after_settle_max"]),
+              f"{tot} ({pin_detail(late)})" if settle_t is not None else "never balanced",
+              f"≤ {c['pin_changes_after_settle_max']}")
+    fin = final_affinity(s)
+    if c.get("hard_pinned", "no") == "yes":
+        loose = [f"{g}/{i}={a}" for (g, i), a in sorted(fin.items()) if "+" in a or a == "-"]
+        v.add("every vCPU hard-pinned (affinity = one pCPU) at end", not loose,
+              "all" if not loose else "not: " + ", ".join(loose), "all vCPUs")
+    if c.get("heavy_light_per_pcpu", "no") == "yes":
+        kinds = {g.name: g.kind for g in guests}
+        per = {}
+        for (g, _i), a in fin.items():
+            if "+" not in a and a != "-":
+                per.setdefault(int(a), []).append(kinds[g])
+        ok = True
+        for kind in ("heavy", "light"):
+            tot = sum(1 for g in guests for _ in range(g.vcpus) if g.kind == kind)
+            lo, hi = tot // s.npcpu, -(-tot // s.npcpu)
+            cnt = [per.get(p, []).count(kind) for p in range(s.npcpu)]
+            ok = ok and all(lo <= x <= hi for x in cnt)
+        desc = "; ".join(f"pCPU{p}: {'+'.join(sorted(per.get(p, []))) or '-'}" for p in range(s.npcpu))
+        v.add("heavy and light vCPUs spread evenly over pCPUs", ok, desc, "one heavy + one light per pCPU")
+    return v, info
+
+
+def pin_detail(pcs):
+    parts = [f"{g}/vcpu{i}: {n} at t={','.join(f'{t:.0f}' for t in ts)}"
+             for (g, i), (n, ts) in sorted(pcs.items()) if n]
+    return "; ".join(parts) if parts else "none"
+
+
+def eval_mem(sc, s, guests, k_t, end_t):
+    c, v = sc.c, Verdict()
+    by_g = {}
+    for r in s.mem_rows:
+        by_g.setdefault(r["guest"], []).append(r)
+    info = {}
+    for g in guests:
+        rows = by_g.get(g.name, [])
+        act = [(r["t"], r["actual_mib"]) for r in rows]
+        after = [a for t, a in act if t >= k_t]
+        at_start = next((a for t, a in act if t >= k_t), float("nan"))
+        drops = [(a0 - a1, t1) for (t0, a0), (t1, a1) in zip(act, act[1:]) if t1 >= k_t]
+        maxdrop = max(drops, default=(0.0, None))
+        unused_after = [r["unused_mib"] for r in rows if r["t"] >= k_t and r["unused_mib"] != ""]
+        info[g.name] = {"start": at_start, "peak": max(after, default=float("nan")),
+                        "end": after[-1] if after else float("nan"), "maxdrop": maxdrop,
+                        "min_unused": min(unused_after, default=float("nan")),
+                        "end_unused": unused_after[-1] if unused_after else float("nan")}
+    within = float(c.get("consumer_reach_max_within_mib", 100))
+    for g in guests:
+        i = info[g.name]
+        if g.kind == "consumer" and g.mem_upto() == "max":
+            v.add(f"{g.name} (consumer to max) reaches within {within:g} MiB of max {g.maxmem}",
+                  i["peak"] >= g.maxmem - within, f"peak actual {fmt(i['peak'])} MiB",
+                  f"≥ {g.maxmem - within:g}")
+        elif g.kind == "consumer":
+            need = float(c.get("early_reach_mib", g.mem_upto()))
+            v.add(f"{g.name} (consumer to {g.mem_upto()} MiB) gets what it asks", i["peak"] >= need,
+                  f"peak actual {fmt(i['peak'])} MiB", f"≥ {need:g}")
+    if "released_fraction_min" in c:
+        frac = float(c["released_fraction_min"])
+        for g in guests:
+            if g.kind != "consumer":
+                continue
+            i = info[g.name]
+            gained = i["peak"] - i["start"]
+            back = i["peak"] - i["end"]
+            ok = gained > 0 and back >= frac * gained
+            v.add(f"{g.name} memory given back after free", ok,
+                  f"{fmt(back)} of {fmt(gained)} MiB gained (end actual {fmt(i['end'])})",
+                  f"≥ {frac:.0%} of gained")
+    if "max_drop_mib" in c:
+        th = float(c["max_drop_mib"])
+        worst = max(((i["maxdrop"][0], n, i["maxdrop"][1]) for n, i in info.items()), default=(0, "", None))
+        v.add("gradual: largest drop of actual between 2 s samples", worst[0] <= th,
+              f"{fmt(worst[0])} MiB ({worst[1]} at t={fmt(worst[2], 0)})", f"≤ {th:g} MiB")
+    if "idle_unused_min_mib" in c:
+        th = float(c["idle_unused_min_mib"])
+        for g in guests:
+            if g.kind == "idle":
+                mu = info[g.name]["min_unused"]
+                v.add(f"{g.name} (idle) keeps unused memory", not math.isnan(mu) and mu >= th,
+                      f"min unused {fmt(mu)} MiB", f"≥ {th:g} MiB")
+    ooms = oom_kills(guests)
+    v.add("guest OOM kills (serial logs)", sum(ooms.values()) <= int(c.get("oom_kills_max", 0)),
+          ", ".join(f"{k}: {n}" for k, n in ooms.items()), f"≤ {c.get('oom_kills_max', 0)}")
+    th = float(c.get("host_available_min_mib", 200))
+    hm = min((r["host_memavailable_mib"] for r in s.host_mem), default=float("nan"))
+    v.add("host MemAvailable never below reserve", hm >= th, f"min {fmt(hm, 0)} MiB", f"≥ {th:g} MiB")
+    return v, info
+
+
+# --------------------------------------------------------------------------- commands
+def run_scenario(name, short=False, quiet_pending=False):
+    sc = Scenario(name)
+    outdir = prepare_outdir(name)
+    sub = sc.k.get("subcommand")
+    interval = sc.k.getfloat("interval")
+    args = sc.k.get("args", "").split()
+    report = os.path.join(outdir, "report.md")
+    pend = kvmsched_pending(sub)
+    if pend:
+        with open(report, "w") as f:
+            f.write(f"# {name}: PENDING\n\n{sc.description}\n\n{pend}\n")
+        log(f"{name}: PENDING — {pend}")
+        return {"name": name, "status": "PENDING", "report": report, "plots": [], "why": pend}
+    check_env()
+    before, after = sc.timing(short)
+    npcpu = host_pcpus()
+    guests = sc.guests(outdir, npcpu, short)
+    t_start = time.time()
+    log(f"{name}{' (short)' if short else ''}: {sc.description}")
+    with Run(name, guests, outdir) as run:
+        wait_ready(guests)
+        boot = max(g.ready - g.started for g in guests)
+        log(f"all {len(guests)} guests ready; slowest boot {boot:.1f} s")
+        run.mark("guests ready")
+        run.sleep(before)
+        run.start_kvmsched(sub, interval if interval != int(interval) else int(interval), args)
+        k_t = run.now()
+        run.sleep(after)
+        end_t = run.now()
+        k_exit = run.k_exit
+    s = run.sampler
+    if sc.kind == "cpu":
+        v, info = eval_cpu(sc, s, guests, k_t, end_t, interval)
+    else:
+        v, info = eval_mem(sc, s, guests, k_t, end_t)
+    if k_exit is not None:
+        v.add("kvmsched keeps running until stopped", False, f"exited with {k_exit}", "runs until SIGTERM")
+    if s.errors:
+        log(f"sampler missed {s.errors} samples")
+    title = f"{name}{' (short)' if short else ''}"
+    plots = []
+    if sc.kind == "cpu":
+        plots.append(plot_cpu(s, outdir, run.marks, f"{title}: pCPU load (GT metric), 1 s samples"))
+        plots.append(plot_vcpu(s, outdir, run.marks, f"{title}: CPU usage per guest"))
+        table = cpu_table(s, guests, (k_t - before + 2, k_t), (max(k_t, end_t - min(20, after / 2)), end_t))
+    else:
+        plots.append(plot_mem(s, outdir, run.marks, f"{title}: guest actual (solid) / unused (dashed)"))
+        table = mem_table(s, guests, info, k_t)
+    status = "PASS" if v.ok else "FAIL"
+    dur = time.time() - t_start
+    with open(report, "w") as f:
+        f.write(f"# {name}{' (short)' if short else ''}: {status}\n\n{sc.description}\n\n")
+        f.write(f"- kvmsched: `{kvmsched_path()} -c {URI} {sub} {interval:g} {' '.join(args)}` "
+                f"started at t={k_t:.1f} s, stopped at t={end_t:.1f} s\n")
+        f.write(f"- guests: {len(guests)}, slowest boot to workload {boot:.1f} s; "
+                f"accel {ACCEL}; run took {dur:.0f} s; sampler gaps {s.errors}\n\n")
+        f.write("## Criteria\n\n" + v.md() + "\n\n## Before / after\n\n" + table + "\n\n## Plots\n\n")
+        f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n\n")
+        f.write("Samples: vcpu.csv, pcpu.csv (1 s), mem.csv, host_mem.csv (2 s); kvmsched output: "
+                "kvmsched.log; guest consoles: serial-*.log\n")
+    print(f"\n== {name}: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
+    for n, ok, fig, th in v.rows:
+        print(f"   [{'PASS' if ok else 'FAIL'}] {n}: {fig} (need {th})")
+    print(table)
+    print(f"   report: {report}")
+    for p in plots:
+        print(f"   plot:   {p}")
+    return {"name": name, "status": status, "report": report, "plots": plots, "boot": boot,
+            "duration": dur, "table": table}
+
+
+def cpu_table(s, guests, bw, aw):
+    ser = pcpu_series(s)
+    bm, bsd, _ = window_loads(ser, *bw)
+    am, asd, _ = window_loads(ser, *aw)
+    bu, au = guest_usage(s, *bw), guest_usage(s, *aw)
+    hist = affinity_history(s)
+
+    def aff_at(g, t):
+        out = []
+        for i in range(g.vcpus):
+            h = [a for tt, a in hist.get((g.name, i), []) if tt <= t]
+            out.append(h[-1] if h else "?")
+        return ",".join(out) if len(set(out)) > 1 else out[0]
+    lines = [f"| (mean over window) | before t={bw[0]:.0f}–{bw[1]:.0f} s | after t={aw[0]:.0f}–{aw[1]:.0f} s |",
+             "|---|---|---|"]
+    for c in range(s.npcpu):
+        lines.append(f"| pCPU{c} load % | {fmt(bm[c] if bm else None)} | {fmt(am[c] if am else None)} |")
+    lines.append(f"| std-dev of mean loads (pp) | {fmt(pstdev(bm) if bm else None, 2)} | "
+                 f"{fmt(pstdev(am) if am else None, 2)} |")
+    lines.append(f"| median per-sample std-dev | {fmt(statistics.median(bsd) if bsd else None, 2)} | "
+                 f"{fmt(statistics.median(asd) if asd else None, 2)} |")
+    for g in guests:
+        lines.append(f"| {g.name} ({g.kind}) usage % / affinity | {fmt(bu.get(g.name))} / {aff_at(g, bw[1])} | "
+                     f"{fmt(au.get(g.name))} / {aff_at(g, aw[1])} |")
+    return "\n".join(lines)
+
+
+def mem_table(s, guests, info, k_t):
+    lines = ["| guest | kind | actual at kvmsched start | peak actual | end actual | min unused after start | "
+             "end unused | largest drop/2 s |", "|---|---|---|---|---|---|---|---|"]
+    for g in guests:
+        i = info[g.name]
+        lines.append(f"| {g.name} | {g.kind} | {fmt(i['start'])} | {fmt(i['peak'])} | {fmt(i['end'])} | "
+                     f"{fmt(i['min_unused'])} | {fmt(i['end_unused'])} | {fmt(i['maxdrop'][0])} |")
+    hm = [r["host_memavailable_mib"] for r in s.host_mem]
+    lines.append(f"\nhost MemAvailable: min {fmt(min(hm, default=None), 0)} MiB, "
+                 f"at start {fmt(hm[0] if hm else None, 0)} MiB (all MiB)")
+    return "\n".join(lines)
+
+
+def selftest():
+    """Prove the measurement with manual moves, no kvmsched."""
+    check_env()
+    outdir = prepare_outdir("selftest")
+    npcpu = host_pcpus()
+    if npcpu < 2:
+        raise SystemExit("selftest needs ≥ 2 host CPUs")
+    guests = [Guest(f"{PREFIX}{i}", 1, 256, 512, "cpu", ["0"], outdir) for i in range(1, 5)]
+    v = Verdict()
+    t_start = time.time()
+    log("selftest: 4 guests x 1 busy vCPU, all pinned to pCPU0")
+    with Run("selftest", guests, outdir) as run:
+        wait_ready(guests)
+        boot = max(g.ready - g.started for g in guests)
+        log(f"guests ready; slowest boot {boot:.1f} s")
+        run.mark("ready")
+        run.sleep(6)
+        a0 = run.now()
+        run.sleep(12)
+        a1 = run.now()
+        for g in guests[2:]:
+            virsh("vcpupin", g.name, "0", "1", "--live")
+        log(f"moved {guests[2].name}, {guests[3].name} to pCPU1 with virsh vcpupin --live")
+        run.mark("vcpupin x2")
+        move_t = run.now()
+        run.sleep(4)
+        b0 = run.now()
+        run.sleep(12)
+        b1 = run.now()
+        # memory: wait for balloon stats, then setmem --live
+        g = guests[0]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                r["guest"] == g.name and r["unused_mib"] != "" for r in run.sampler.mem_rows):
+            time.sleep(1)
+        target = 192
+        virsh("setmem", g.name, f"{target}M", "--live")
+        run.mark(f"setmem {target}M")
+        set_t = run.now()
+        log(f"virsh setmem {g.name} {target}M --live")
+        run.sleep(12)
+    s = run.sampler
+    pcs2 = [0, 1]
+    ser = pcpu_series(s, pcs2)
+    am, asd, an = window_loads(ser, a0, a1)
+    bm, bsd, bn = window_loads(ser, b0, b1)
+    au, bu = guest_usage(s, a0, a1), guest_usage(s, b0, b1)
+    hb = {}
+    for r in s.pcpu_rows:
+        if r["host_busy_pct"] != "":
+            hb.setdefault((r["pcpu"], "a" if a0 <= r["t"] <= a1 else "b" if b0 <= r["t"] <= b1 else ""),
+                          []).append(r["host_busy_pct"])
+    for gg in guests:
+        u = au.get(gg.name, float("nan"))
+        v.add(f"all on pCPU0: {gg.name} usage ≈ 25 %", abs(u - 25) <= 8, f"{fmt(u)} %", "25 ± 8")
+    v.add("all on pCPU0: pCPU0 load ≈ 100", am and am[0] >= 85, f"{fmt(am[0] if am else None)} %", "≥ 85")
+    v.add("all on pCPU0: pCPU1 load ≈ 0", am and am[1] <= 5, f"{fmt(am[1] if am else None)} %", "≤ 5")
+    v.add("all on pCPU0: std-dev ≈ 50", am and pstdev(am) >= 40, f"{fmt(pstdev(am) if am else None, 2)} pp", "≥ 40")
+    for gg in guests:
+        u = bu.get(gg.name, float("nan"))
+        v.add(f"after 2 moves: {gg.name} usage ≈ 50 %", abs(u - 50) <= 12, f"{fmt(u)} %", "50 ± 12")
+    v.add("after 2 moves: std-dev near 0", bm and pstdev(bm) <= 8,
+          f"{fmt(pstdev(bm) if bm else None, 2)} pp (loads {', '.join(fmt(x) for x in bm or [])}; "
+          f"per-sample median {fmt(statistics.median(bsd) if bsd else None, 2)})", "≤ 8")
+    for c in pcs2:
+        hbv = mean(hb.get((c, "b"), []))
+        v.add(f"after 2 moves: host /proc/stat cpu{c} busy", hbv >= 80, f"{fmt(hbv)} %", "≥ 80")
+    pcs = pin_changes(s, move_t - 1.5)
+    want = {(gg.name, 0): (1 if gg in guests[2:] else 0) for gg in guests}
+    got = {k: pcs.get(k, (0, []))[0] for k in want}
+    v.add("pin changes counted from affinity samples", got == want,
+          ", ".join(f"{k[0]}: {n}" for k, n in sorted(got.items())), "1 for each moved vCPU, 0 otherwise")
+    mrows = [r for r in s.mem_rows if r["guest"] == guests[0].name]
+    before_set = [r["actual_mib"] for r in mrows if r["t"] < set_t]
+    after_set = [r for r in mrows if r["t"] >= set_t]
+    hit = next((r["t"] - set_t for r in after_set if abs(r["actual_mib"] - target) <= 4), None)
+    v.add(f"setmem --live {target}M shows in measured actual", hit is not None and hit <= 10,
+          f"{fmt(before_set[-1] if before_set else None)} → {fmt(after_set[-1]['actual_mib'] if after_set else None)}"
+          f" MiB, within {fmt(hit)} s" if hit is not None else "not seen", f"{target} ± 4 MiB within 10 s")
+    has_unused = {gg.name: any(r["guest"] == gg.name and r["unused_mib"] != "" for r in s.mem_rows)
+                  for gg in guests}
+    v.add("balloon stats (unused/available) measured for every guest", all(has_unused.values()),
+          ", ".join(f"{k}: {'yes' if x else 'no'}" for k, x in has_unused.items()), "all")
+    plots = [plot_cpu(s, outdir, run.marks, "selftest: pCPU load, manual vcpupin (no kvmsched)"),
+             plot_vcpu(s, outdir, run.marks, "selftest: CPU usage per guest"),
+             plot_mem(s, outdir, run.marks, "selftest: guest memory, manual setmem")]
+    status = "PASS" if v.ok else "FAIL"
+    dur = time.time() - t_start
+    table = "\n".join([
+        "| (mean) | all on pCPU0 | after moving 2 to pCPU1 |", "|---|---|---|",
+        *[f"| pCPU{c} load % | {fmt(am[c] if am else None)} | {fmt(bm[c] if bm else None)} |" for c in pcs2],
+        *[f"| host cpu{c} busy % | {fmt(mean(hb.get((c, 'a'), [])))} | {fmt(mean(hb.get((c, 'b'), [])))} |"
+          for c in pcs2],
+        f"| std-dev (pp) | {fmt(pstdev(am) if am else None, 2)} | {fmt(pstdev(bm) if bm else None, 2)} |",
+        *[f"| {gg.name} usage % | {fmt(au.get(gg.name))} | {fmt(bu.get(gg.name))} |" for gg in guests]])
+    with open(os.path.join(outdir, "report.md"), "w") as f:
+        f.write(f"# selftest: {status}\n\nMeasurement proof without kvmsched: 4 guests × 1 busy vCPU "
+                f"pinned to pCPU0, then 2 moved by `virsh vcpupin --live`, then `virsh setmem --live`.\n\n"
+                f"- slowest boot to workload {boot:.1f} s; run took {dur:.0f} s; accel {ACCEL}; "
+                f"sampler gaps {s.errors}\n\n## Criteria\n\n{v.md()}\n\n## Figures\n\n{table}\n\n## Plots\n\n")
+        f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n")
+    print(f"\n== selftest: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
+    for n, ok, fig, th in v.rows:
+        print(f"   [{'PASS' if ok else 'FAIL'}] {n}: {fig} (need {th})")
+    print(table)
+    print(f"   report: {os.path.join(outdir, 'report.md')}")
+    for p in plots:
+        print(f"   plot:   {p}")
+    return {"name": "selftest", "status": status, "duration": dur, "boot": boot,
+            "report": os.path.join(outdir, "report.md"), "plots": plots}
+
+
+def scenario_names():
+    return sorted(f[:-4] for f in os.listdir(SCEN_DIR) if f.endswith(".ini"))
+
+
+def summary(results):
+    print("\n== lab summary")
+    for r in results:
+        extra = f" ({r['duration']:.0f} s)" if "duration" in r else f" — {r.get('why', '')}"
+        print(f"   {r['status']:8s} {r['name']}{extra}")
+        print(f"            report: {r['report']}")
+        for p in r.get("plots", []):
+            print(f"            plot:   {p}")
+    return 1 if any(r["status"] == "FAIL" for r in results) else 0
+
+
+def main(argv):
+    if not argv:
+        raise SystemExit("usage: labrun.py run NAME [--short] | selftest | demo | all | list")
+    cmd, rest = argv[0], argv[1:]
+    short = "--short" in rest
+    rest = [a for a in rest if a != "--short"]
+    if cmd == "list":
+        for n in scenario_names():
+            print(n, "-", Scenario(n).description)
+        return 0
+    try:
+        if cmd == "run":
+            r = run_scenario(rest[0], short)
+            return 1 if r["status"] == "FAIL" else 0
+        if cmd == "selftest":
+            return 0 if selftest()["status"] == "PASS" else 1
+        if cmd == "demo":
+            res = [run_scenario("cpu-all-on-one", True), run_scenario("mem-one-consumer", True)]
+            if any(r["status"] == "PENDING" for r in res):
+                log("kvmsched parts are PENDING; running the self-test so the measurement is shown")
+                res.append(selftest())
+            for r in res:
+                if r.get("table"):
+                    print(f"\n-- {r['name']} before/after\n{r['table']}")
+            return summary(res)
+        if cmd == "all":
+            res = [selftest()]
+            for n in scenario_names():
+                res.append(run_scenario(n, short))
+            return summary(res)
+    except Interrupted as e:
+        log(f"interrupted ({e}); guests torn down")
+        return 130
+    raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
