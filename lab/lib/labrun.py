@@ -458,7 +458,8 @@ def svg_chart(path, title, xlabel, ylabel, series, vlines=(), hlines=(), ymin=No
     """series: [{label, pts:[(x,y)], color, dash, width}] -> a standalone SVG line chart."""
     W, H, L, R, T, B = 980, 460, 70, 220, 40, 55
     xs = [x for s in series for x, _ in s["pts"]] + [v[0] for v in vlines]
-    ys = [y for s in series for _, y in s["pts"]] + [h[0] for h in hlines]
+    ys = [y for s in series for _, y in s["pts"] if isinstance(y, (int, float)) and not math.isnan(y)]
+    ys += [h[0] for h in hlines]
     if not xs:
         xs, ys = [0, 1], [0, 1]
     x0, x1 = min(xs), max(xs)
