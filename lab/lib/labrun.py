@@ -464,7 +464,7 @@ def svg_chart(path, title, xlabel, ylabel, series, vlines=(), hlines=(), ymin=No
         xs, ys = [0, 1], [0, 1]
     x0, x1 = min(xs), max(xs)
     y0 = min(ys) if ymin is None else ymin
-    y1 = max(ys) if ymax is None else ymax
+    y1 = max(ys) * 1.05 if ymax is None else ymax
     yt = nice_ticks(y0, y1)
     y0, y1 = min(y0, yt[0]), max(y1, yt[-1])
     xt = nice_ticks(x0, x1, 10)
@@ -595,11 +595,18 @@ class Scenario:
                 self.tm.getfloat(p + "after", fallback=self.tm.getfloat("after")))
 
     def guests(self, outdir, npcpu, short):
-        n = self.g.getint("count")
+        cnt = self.g.get("count").strip()
+        # "2x" = two guests per host pCPU (scales the CPU scenarios to the host)
+        n = int(cnt[:-1]) * npcpu if cnt.endswith("x") else int(cnt)
         res = []
         for i in range(1, n + 1):
-            def get(key, fb=None):
-                for k in ((f"short_{key}.{i}", f"short_{key}") if short else ()) + (f"{key}.{i}", key):
+            parity = "odd" if i % 2 else "even"
+
+            def get(key, fb=None, i=i, parity=parity):
+                keys = (f"{key}.{i}", f"{key}.{parity}", key)
+                if short:
+                    keys = tuple("short_" + k for k in keys) + keys
+                for k in keys:
                     if k in self.g:
                         return self.g[k]
                 return fb
@@ -813,6 +820,7 @@ def eval_cpu(sc, s, guests, k_t, end_t, interval):
               f"median {fmt(statistics.median(sds), 2)}, p90 {fmt(percentile(sds, 90), 2)}; {n} samples)",
               f"≤ {thr:g}")
     pcs = pin_changes(s, k_t)
+    info["pin_changes_total"] = (sum(n for n, _ in pcs.values()), pin_detail(pcs))
     if "pin_changes_max" in c:
         tot = sum(n for n, _ in pcs.values())
         v.add("pin changes after kvmsched start", tot <= int(c["pin_changes_max"]),
@@ -893,7 +901,8 @@ def eval_mem(sc, s, guests, k_t, end_t):
             back = i["peak"] - i["end"]
             ok = gained > 0 and back >= frac * gained
             v.add(f"{g.name} memory given back after free", ok,
-                  f"{fmt(back)} of {fmt(gained)} MiB gained (end actual {fmt(i['end'])})",
+                  f"gave back {fmt(back)} MiB (peak {fmt(i['peak'])} → end {fmt(i['end'])}; "
+                  f"gained {fmt(gained)} from {fmt(i['start'])})",
                   f"≥ {frac:.0%} of gained")
     if "max_drop_mib" in c:
         th = float(c["max_drop_mib"])
@@ -972,12 +981,18 @@ def run_scenario(name, short=False, quiet_pending=False):
         f.write(f"- kvmsched: `{kvmsched_path()} -c {URI} {sub} {interval:g} {' '.join(args)}` "
                 f"started at t={k_t:.1f} s, stopped at t={end_t:.1f} s\n")
         f.write(f"- guests: {len(guests)}, slowest boot to workload {boot:.1f} s; "
-                f"accel {ACCEL}; run took {dur:.0f} s; sampler gaps {s.errors}\n\n")
+                f"accel {ACCEL}; run took {dur:.0f} s; sampler gaps {s.errors}\n")
+        if sc.kind == "cpu":
+            f.write(f"- pin changes after kvmsched start (measured): {info['pin_changes_total'][0]} "
+                    f"({info['pin_changes_total'][1]})\n")
+        f.write("\n")
         f.write("## Criteria\n\n" + v.md() + "\n\n## Before / after\n\n" + table + "\n\n## Plots\n\n")
         f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n\n")
         f.write("Samples: vcpu.csv, pcpu.csv (1 s), mem.csv, host_mem.csv (2 s); kvmsched output: "
                 "kvmsched.log; guest consoles: serial-*.log\n")
     print(f"\n== {name}: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
+    if sc.kind == "cpu":
+        print(f"   pin changes after kvmsched start: {info['pin_changes_total'][0]} ({info['pin_changes_total'][1]})")
     for n, ok, fig, th in v.rows:
         print(f"   [{'PASS' if ok else 'FAIL'}] {n}: {fig} (need {th})")
     print(table)
