@@ -312,19 +312,21 @@ fn sigterm_stops_cleanly_and_fast() {
             ..Default::default()
         }],
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvmsched"))
-        .args([
-            "-c",
-            &uri,
-            "run",
-            "--vcpu-interval",
-            "5",
-            "--memory-interval",
-            "5",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+            .args([
+                "-c",
+                &uri,
+                "run",
+                "--vcpu-interval",
+                "5",
+                "--memory-interval",
+                "5",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     std::thread::sleep(std::time::Duration::from_millis(400));
     // SAFETY: sending SIGTERM to our own child by its PID.
     let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -339,14 +341,42 @@ fn sigterm_stops_cleanly_and_fast() {
     assert_eq!(status.code(), Some(0));
 }
 
-fn spawn(args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_kvmsched"))
-        .args(args)
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn kvmsched")
+/// A running kvmsched that is killed if the test panics before `term`.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // Best effort: the test already failed; do not leave it running.
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+fn spawn(args: &[&str]) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+            .args(args)
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kvmsched"),
+    )
 }
 
 fn term(child: &mut std::process::Child) -> (String, String) {
