@@ -23,7 +23,7 @@ PREFIX = "kvl-"
 CACHE = os.path.join(LAB, "cache")
 OUTROOT = os.path.join(LAB, "out")
 SCEN_DIR = os.path.join(LAB, "scenarios")
-ACCEL = os.environ.get("KVL_ACCEL", "tcg")  # tcg | kvm
+ACCEL = os.environ.get("KVL_ACCEL", "tcg")  # tcg | kvm | auto (probe-boot a KVM guest)
 KIB_PER_MIB = 1024
 
 
@@ -497,10 +497,13 @@ def svg_chart(path, title, xlabel, ylabel, series, vlines=(), hlines=(), ymin=No
                  f'stroke-dasharray="2,3"/>')
         o.append(f'<text x="{L + pw - 4}" y="{Y(y) - 4:.1f}" text-anchor="end" fill="{color}">'
                  f'{esc(label)}</text>')
-    for x, label in vlines:
+    last_x, row = -1e9, 0
+    for x, label in sorted(vlines):
         o.append(f'<line x1="{X(x):.1f}" y1="{T}" x2="{X(x):.1f}" y2="{T + ph}" stroke="#000" '
                  f'stroke-dasharray="6,4"/>')
-        o.append(f'<text x="{X(x) + 4:.1f}" y="{T + 14}" fill="#000">{esc(label)}</text>')
+        row = row + 1 if X(x) - last_x < 7 * len(label) + 10 else 0  # stagger close labels
+        last_x = X(x)
+        o.append(f'<text x="{X(x) + 4:.1f}" y="{T + 14 + 15 * row}" fill="#000">{esc(label)}</text>')
     for s in series:
         pts = [(x, y) for x, y in s["pts"] if y is not None and not (isinstance(y, float) and math.isnan(y))]
         if not pts:
@@ -579,7 +582,7 @@ class Scenario:
         self.path = os.path.join(SCEN_DIR, f"{name}.ini")
         if not os.path.exists(self.path):
             raise SystemExit(f"lab: no scenario {self.path} (try: lab/lab list)")
-        cp = configparser.ConfigParser(inline_comment_prefixes=("#",))
+        cp = configparser.ConfigParser(inline_comment_prefixes=("#",), interpolation=None)
         cp.read(self.path)
         self.cp = cp
         self.kind = cp.get("scenario", "kind")
@@ -670,6 +673,37 @@ def check_env():
     for f in ("vmlinuz", "initramfs.gz"):
         if not os.path.exists(os.path.join(CACHE, f)):
             raise SystemExit(f"lab: {CACHE}/{f} missing; run lab/lab image")
+    probe_kvm()
+
+
+def probe_kvm():
+    """KVL_ACCEL=auto: use KVM only if a KVM guest boots to 'kvl: ready' within 45 s."""
+    global ACCEL
+    if ACCEL != "auto":
+        return
+    ACCEL = "tcg"
+    if not os.path.exists("/dev/kvm"):
+        log("accel probe: no /dev/kvm, using TCG")
+        return
+    d = os.path.join(OUTROOT, "kvm-probe")
+    os.makedirs(d, exist_ok=True)
+    g = Guest(f"{PREFIX}probe", 1, 256, 256, "idle", [None], d)
+    if os.path.exists(g.serial):
+        os.remove(g.serial)
+    xml = g.xml().replace("<domain type='qemu'>", "<domain type='kvm'>")
+    path = os.path.join(d, "probe.xml")
+    with open(path, "w") as f:
+        f.write(xml)
+    try:
+        virsh("create", path)
+        g.started = time.monotonic()
+        wait_ready([g], timeout=45)
+        ACCEL = "kvm"
+        log(f"accel probe: KVM guest booted in {g.ready - g.started:.1f} s, using KVM")
+    except Exception as e:
+        log(f"accel probe: KVM guest did not boot ({str(e)[:120]}), using TCG")
+    finally:
+        virsh("destroy", g.name, check=False)
 
 
 def cleanup_stale():
@@ -1170,6 +1204,24 @@ def summary(results):
     return 1 if any(r["status"] == "FAIL" for r in results) else 0
 
 
+def take_lock():
+    """One lab run at a time per machine: a second run would tear down the first one's guests."""
+    import fcntl
+    d = os.environ.get("KVL_STATE", "/run/kvmsched-lab")
+    os.makedirs(d, exist_ok=True)
+    f = open(os.path.join(d, "run.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        raise SystemExit(f"lab: another lab run holds {f.name} ({f.read().strip()}); wait for it")
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def main(argv):
     if not argv:
         raise SystemExit("usage: labrun.py run NAME [--short] | selftest | demo | all | list")
@@ -1180,6 +1232,7 @@ def main(argv):
         for n in scenario_names():
             print(n, "-", Scenario(n).description)
         return 0
+    _lock = take_lock()  # noqa: F841 (held until exit)
     try:
         if cmd == "run":
             r = run_scenario(rest[0], short)
