@@ -14,11 +14,12 @@ for p in busybox-static stress cpio gcc libc6-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  if ! apt-cache show busybox-static >/dev/null 2>&1 || [ ! -e "$CACHE/.apt-updated" ]; then
-    say "CHANGE: apt-get update"; apt-get update -qq; touch "$CACHE/.apt-updated"
-  fi
   say "CHANGE: apt-get install ${need[*]}"
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+    say "CHANGE: apt-get update (package lists missing or stale)"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
 fi
 
 # Kernel: newest linux-image-6.1.0-N-amd64 known to apt (downloaded, not installed).
@@ -29,7 +30,7 @@ if [ -z "$kpkg" ]; then
     name=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -1); fi
   [ -n "$name" ] || { echo "lab image: no linux-image-6.1.0-*-amd64 in apt" >&2; exit 1; }
   say "downloading $name"
-  (cd "$CACHE" && apt-get download -qq "$name")
+  (cd "$CACHE" && apt-get download -qq "$name" 2>&1 | grep -v 'couldn.t be accessed by user' >&2 || true)
   kpkg=$(ls "$CACHE"/linux-image-6.1.0-*-amd64_*.deb | head -1)
 fi
 

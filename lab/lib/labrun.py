@@ -1228,12 +1228,12 @@ def main(argv):
     cmd, rest = argv[0], argv[1:]
     short = "--short" in rest
     rest = [a for a in rest if a != "--short"]
-    if cmd == "list":
-        for n in scenario_names():
-            print(n, "-", Scenario(n).description)
-        return 0
-    _lock = take_lock()  # noqa: F841 (held until exit)
+    _lock = take_lock() if cmd in ("run", "selftest", "demo", "all") else None  # noqa: F841
     try:
+        if cmd == "list":
+            for n in scenario_names():
+                print(n, "-", Scenario(n).description)
+            return 0
         if cmd == "run":
             r = run_scenario(rest[0], short)
             return 1 if r["status"] == "FAIL" else 0

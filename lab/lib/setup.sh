@@ -55,8 +55,12 @@ dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q 'install ok i
 
 if [ ${#need_pkgs[@]} -gt 0 ] || [ $need_qemu = 1 ]; then
   if ! backports_source; then
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
+    # the Debian mirror this machine already uses for bookworm (deb822 or one-line format)
+    mirror=$(awk '/^URIs:/ {u=$2} /^Suites:/ && / bookworm( |$)/ {print u; exit}' \
+               /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' \
+               /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
+    [ -n "$mirror" ] || { echo "lab setup: no bookworm apt source found to derive the backports mirror from" >&2; exit 1; }
     f=/etc/apt/sources.list.d/kvmsched-lab-bookworm-backports.sources
     cat > "$f" <<SRC
 Types: deb
