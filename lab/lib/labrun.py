@@ -142,6 +142,16 @@ def read_proc_stat():
     return cpus
 
 
+def host_free_mib():
+    """MemFree + Buffers + Cached (MiB): what virNodeGetMemoryStats free+buffers+cached gives."""
+    v = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, rest = line.split(":", 1)
+            v[k] = int(rest.split()[0])
+    return (v.get("MemFree", 0) + v.get("Buffers", 0) + v.get("Cached", 0)) / 1024.0
+
+
 def mem_available_mib():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -331,7 +341,8 @@ class Sampler(threading.Thread):
                     self.pcpu_rows.append({"t": round(t, 3), "pcpu": c, "load_pct": round(loads[c], 2),
                                            "host_busy_pct": busy})
             if k % self.mem_every == 0:
-                self.host_mem.append({"t": round(t, 3), "host_memavailable_mib": round(mem_available_mib(), 1)})
+                self.host_mem.append({"t": round(t, 3), "host_memavailable_mib": round(mem_available_mib(), 1),
+                                      "host_free_buf_cache_mib": round(host_free_mib(), 1)})
                 for g in self.guests:
                     st = ds.get(g.name, {})
                     def mib(key):
@@ -360,7 +371,7 @@ class Sampler(threading.Thread):
             w("pcpu.csv", self.pcpu_rows, ["t", "pcpu", "load_pct", "host_busy_pct"])
             w("mem.csv", self.mem_rows, ["t", "guest", "actual_mib", "unused_mib", "available_mib",
                                          "usable_mib", "rss_mib"])
-            w("host_mem.csv", self.host_mem, ["t", "host_memavailable_mib"])
+            w("host_mem.csv", self.host_mem, ["t", "host_memavailable_mib", "host_free_buf_cache_mib"])
 
 
 # --------------------------------------------------------------------------- analysis
@@ -896,6 +907,31 @@ def pin_detail(pcs):
     return "; ".join(parts) if parts else "none"
 
 
+def eval_reserve(sc, s, guests, k_t, hf, reserve, v):
+    """With a reserve that bites: the guests' host memory (sum of QEMU rss, from libvirt) may grow
+    by at most the headroom (host free at kvmsched start - reserve) + tolerance. Judged on the
+    guests' own rss, so other processes on a shared machine do not decide it."""
+    tol = float(sc.c.get("reserve_tolerance_mib", 128))
+    by_t = {}
+    for r in s.mem_rows:
+        if r["rss_mib"] != "":
+            by_t.setdefault(r["t"], {})[r["guest"]] = r["rss_mib"]
+    full = {t: sum(d.values()) for t, d in sorted(by_t.items()) if len(d) == len(guests)}
+    base = next((x for t, x in full.items() if t >= k_t), None)
+    peak = max((x for t, x in full.items() if t >= k_t), default=None)
+    headroom = hf - reserve
+    if base is None:
+        v.add("guests' host memory within the host reserve", False, "no rss samples", "")
+        return
+    v.add(f"guests' host memory growth within headroom (reserve {reserve} MiB)",
+          peak - base <= headroom + tol,
+          f"Σ rss {fmt(base, 0)} → peak {fmt(peak, 0)} MiB (+{fmt(peak - base, 0)})",
+          f"≤ +{headroom:.0f} (+{tol:g} tolerance)")
+    hmin = min((r["host_free_buf_cache_mib"] for r in s.host_mem if r["t"] >= k_t), default=float("nan"))
+    v.rows.append((f"(info) host free+buffers+cached min after start vs reserve {reserve}", True,
+                   f"{fmt(hmin, 0)} MiB (other processes on the machine move this too)", "informational"))
+
+
 def eval_mem(sc, s, guests, k_t, end_t):
     c, v = sc.c, Verdict()
     by_g = {}
@@ -985,6 +1021,15 @@ def run_scenario(name, short=False, quiet_pending=False):
         log(f"all {len(guests)} guests ready; slowest boot {boot:.1f} s")
         run.mark("guests ready")
         run.sleep(before)
+        # {host_free_mib} / {host_free_mib-N}: host free+buffers+cached now (minus N), e.g. to set a
+        # --host-reserve high enough to bite on a big host
+        hf = host_free_mib()
+        reserve = None
+        for j, a in enumerate(args):
+            m = re.fullmatch(r"\{host_free_mib(?:-(\d+))?\}", a)
+            if m:
+                args[j] = str(int(hf - int(m.group(1) or 0)))
+                reserve = int(args[j])
         run.start_kvmsched(sub, interval if interval != int(interval) else int(interval), args)
         k_t = run.now()
         run.sleep(after)
@@ -995,6 +1040,8 @@ def run_scenario(name, short=False, quiet_pending=False):
         v, info = eval_cpu(sc, s, guests, k_t, end_t, interval)
     else:
         v, info = eval_mem(sc, s, guests, k_t, end_t)
+        if reserve is not None:
+            eval_reserve(sc, s, guests, k_t, hf, reserve, v)
     if k_exit is not None:
         v.add("kvmsched keeps running until stopped", False, f"exited with {k_exit}", "runs until SIGTERM")
     if s.errors:
