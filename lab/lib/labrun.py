@@ -864,6 +864,14 @@ def eval_cpu(sc, s, guests, k_t, end_t, interval):
               sd <= thr, f"{sd:.2f} pp (loads {', '.join(fmt(x) for x in means)}; per-sample "
               f"median {fmt(statistics.median(sds), 2)}, p90 {fmt(percentile(sds, 90), 2)}; {n} samples)",
               f"≤ {thr:g}")
+    st_t = sorted(t for t in ser if t >= k_t - 1)
+    gaps = [(b - a, a) for a, b in zip(st_t, st_t[1:])] + [(end_t - st_t[-1], st_t[-1])] if st_t else []
+    worst_gap = max(gaps, default=(0.0, k_t))
+    max_gap = float(c.get("max_sample_gap_s", 5))
+    v.add("measurement continuous (libvirt answered the 1 s sampler)", worst_gap[0] <= max_gap,
+          f"longest gap {worst_gap[0]:.1f} s at t={worst_gap[1]:.0f}"
+          + (" — libvirt/QEMU monitor stalled; under TCG see lab/README.md 'Known limits'"
+             if worst_gap[0] > max_gap else ""), f"≤ {max_gap:g} s")
     pcs = pin_changes(s, k_t)
     info["pin_changes_total"] = (sum(n for n, _ in pcs.values()), pin_detail(pcs))
     if "pin_changes_max" in c:
