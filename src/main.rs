@@ -162,6 +162,7 @@ fn daemon_main(
         _ => (vcpu_interval, mem_interval),
     };
     signals::install_handlers()?;
+    signals::spawn_stop_watchdog(std::time::Duration::from_millis(900))?;
     let metrics = match &cli.global.metrics {
         Some(addr) => Some(metrics::MetricsServer::bind(addr)?),
         None => None,

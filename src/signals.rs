@@ -41,6 +41,32 @@ pub fn install_handlers() -> Result<(), String> {
     Ok(())
 }
 
+/// Makes sure a stop request ends the process within `grace` even when the
+/// main loop is blocked inside a libvirt call that does not return (a stuck
+/// guest monitor can hold a call for libvirt's 30 s job timeout): a watcher
+/// thread waits for the request, gives the loop `grace` to finish or abandon
+/// its interval, then ends the process with status 0. Nothing is half
+/// applied by this: each pin or balloon change is one libvirt call.
+pub fn spawn_stop_watchdog(grace: std::time::Duration) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(move || {
+            while !stop_requested() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            std::thread::sleep(grace);
+            let msg = "kvmsched: stop requested; a libvirt call did not return in time, exiting\n";
+            // SAFETY: write(2) on fd 2 with a valid buffer of msg.len() bytes.
+            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+            // SAFETY: _exit ends the process at once without running atexit
+            // handlers or destructors, which could race with the main thread
+            // still inside libvirt; stdout is line-flushed by the logger.
+            unsafe { libc::_exit(0) }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the stop watchdog: {e}"))
+}
+
 /// Whether a stop was requested.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)

@@ -570,3 +570,41 @@ fn vcpu_interval_costs_two_round_trips_plus_one_per_domain() {
         println!("{n} domains: {count} round trips per vCPU interval on the test driver, {expected_qemu} on qemu");
     }
 }
+
+#[test]
+fn sigterm_ends_a_call_that_never_returns() {
+    // A "daemon" that accepts the connection and never answers: the client
+    // blocks inside virConnectOpen. SIGTERM must still end kvmsched fast.
+    let dir = std::env::temp_dir().join(format!("kvmsched-stuck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("libvirt-sock");
+    std::fs::remove_file(&sock).ok();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let mut child = spawn(&["-c", &uri, "vcpu", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "still blocked in the call"
+    );
+    let t = std::time::Instant::now();
+    let (_out, err) = term(&mut child);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(1500),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(err.contains("did not return in time"), "{err}");
+    drop(keep);
+}

@@ -213,7 +213,11 @@ impl Connection {
     /// (`virConnectGetAllDomainStats`), `groups` a bitwise OR of [`stats`]
     /// constants. Records are copied and libvirt's list freed before return.
     pub fn all_domain_stats(&self, groups: u32) -> Result<Vec<DomainStats<'_>>> {
-        let flags = sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE;
+        // NOWAIT: a domain whose monitor is busy (a stuck guest) is reported
+        // without the figures that need the monitor instead of blocking the
+        // whole call for libvirt's 30 s job timeout.
+        let flags = sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+            | sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT;
         let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
         let n = checked(
             "virConnectGetAllDomainStats",
