@@ -175,8 +175,12 @@ pub fn run(opts: Options) -> Result<(), String> {
                 .filter(|_| lost.is_none())
             {
                 if now >= next_vcpu {
-                    next_vcpu = advance(next_vcpu, interval, now);
-                    if let Err(e) = st.vcpu_tick(c) {
+                    let result = st.vcpu_tick(c);
+                    // Measured after the tick: an interval that stalled in
+                    // libvirt is followed by a full interval, never by a
+                    // burst of catch-up intervals with tiny time deltas.
+                    next_vcpu = advance(next_vcpu, interval, Instant::now());
+                    if let Err(e) = result {
                         lost = st.tick_failed("vcpu", e);
                     }
                 }
@@ -184,8 +188,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             if lost.is_none() {
                 if let Some(interval) = st.opts.memory.as_ref().map(|(i, _)| *i) {
                     if now >= next_mem {
-                        next_mem = advance(next_mem, interval, now);
-                        if let Err(e) = st.mem_tick(c) {
+                        let result = st.mem_tick(c);
+                        next_mem = advance(next_mem, interval, Instant::now());
+                        if let Err(e) = result {
                             lost = st.tick_failed("memory", e);
                         }
                     }
@@ -228,7 +233,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 
 /// Next deadline after `prev`: keeps the cadence, but never schedules in the
 /// past (a slow interval skips ahead instead of bursting).
-fn advance(prev: Instant, interval: Duration, now: Instant) -> Instant {
+pub(crate) fn advance(prev: Instant, interval: Duration, now: Instant) -> Instant {
     let next = prev + interval;
     if next <= now {
         now + interval
@@ -569,4 +574,20 @@ fn loads_json(loads: &[(u32, f64)]) -> String {
         .map(|(c, l)| format!("{{\"pcpu\":{c},\"load\":{l:.2}}}"))
         .collect();
     format!("[{}]", items.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_keeps_cadence_and_never_bursts() {
+        let t0 = Instant::now();
+        let i = Duration::from_secs(4);
+        // On time: the next deadline is one interval after the previous one.
+        assert_eq!(advance(t0, i, t0 + Duration::from_millis(100)), t0 + i);
+        // A tick that stalled 27 s: a full interval from now, not t0 + 4 s.
+        let late = t0 + Duration::from_secs(27);
+        assert_eq!(advance(t0, i, late), late + i);
+    }
 }
