@@ -505,7 +505,30 @@ Usage: kvmsched run [--vcpu-interval S] [--memory-interval S] [vcpu and memory o
 
 Runs the vCPU scheduler and the memory coordinator in one process over one
 connection (defaults: 2 s each). With --dry-run it connects read-only and only
-prints. SIGINT/SIGTERM stop it cleanly; SIGHUP reloads --config.
+prints. SIGINT/SIGTERM stop it cleanly; SIGHUP reloads --config (a bad file
+keeps the last good settings and says why). If libvirtd goes away, it keeps
+running and reconnects with backoff (0.5 s doubling, at most the shortest
+interval or 8 s); the interval in progress is abandoned, never half applied.
+
+Config file (--config PATH): one `key = value` per line, `#` comments; unknown
+keys and bad values are errors reported as FILE:LINE. Flags override it.
+  vcpu.threshold = 5              std-dev points counted as balanced
+  vcpu.max_moves = 64             most pin changes per interval
+  vcpu.cpus = 0-3,8               pCPUs to use (default: all online)
+  vcpu.smoothing = 0.5            EWMA weight of the newest usage sample
+  memory.target_free_mib = 100    free memory per guest
+  memory.band_mib = 32            dead band above the target
+  memory.release_fraction = 0.5   share of the excess released per period
+  memory.release_cap_mib = 128    largest release per guest per period
+  memory.min_step_mib = 4         smallest change issued
+  memory.min_floor_mib = 200      lowest balloon size a shrink may set
+  memory.host_reserve_mib = 200   host memory never granted away
+  memory.growth_lookahead_periods = 3   consumption granted ahead
+  interval.vcpu = 2               seconds
+  interval.memory = 2             seconds
+  exclude = web-*, db01           never pinned, never ballooned (globs; repeatable)
+  floor.<domain> = 4096           per-domain floor (MiB)
+See contrib/kvmsched.conf and contrib/kvmsched.service.
 "
         }
         _ => USAGE,
@@ -615,6 +638,35 @@ mod tests {
         for c in COMMANDS {
             assert!(command_help(c).contains(&format!("kvmsched {c}")), "{c}");
         }
+    }
+
+    #[test]
+    fn run_help_documents_every_config_key() {
+        let sample = include_str!("../contrib/kvmsched.conf");
+        let help = command_help("run");
+        let mut keys = 0;
+        for line in sample.lines() {
+            // Settings are commented out as `#key = default` (no space).
+            let Some(l) = line.strip_prefix('#') else {
+                continue;
+            };
+            let Some((key, _)) = l.split_once(" = ") else {
+                continue;
+            };
+            if !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+            {
+                continue;
+            }
+            keys += 1;
+            assert!(
+                help.contains(&format!("{key} = ")),
+                "help run does not document {key}"
+            );
+        }
+        assert!(keys >= 13, "only {keys} keys found in the sample config");
+        assert!(help.contains("exclude") && help.contains("floor.<domain>"));
     }
 
     #[test]

@@ -110,6 +110,18 @@ pub fn run(opts: Options) -> Result<(), String> {
     };
     let mut conn = Some(connect(&st.opts).map_err(|e| e.to_string())?);
     st.metrics.connected = true;
+    // Reconnect attempts back off from 0.5 s, doubling, but never wait
+    // longer than the shortest loop interval (nor 8 s), so a daemon that is
+    // back is found within about one interval.
+    let shortest = [
+        st.opts.vcpu.as_ref().map(|(i, _)| *i),
+        st.opts.memory.as_ref().map(|(i, _)| *i),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(Duration::from_secs(8));
+    let max_backoff = shortest.clamp(Duration::from_secs(1), Duration::from_secs(8));
     let mut backoff = Duration::from_millis(500);
     let mut next_retry = Instant::now();
     let start = Instant::now();
@@ -145,7 +157,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                         ),
                     );
                     next_retry = now + backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                    backoff = (backoff * 2).min(max_backoff);
                 }
             }
         }
