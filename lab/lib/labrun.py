@@ -166,8 +166,11 @@ def affstr(aff):
 
 # --------------------------------------------------------------------------- guests
 class Guest:
-    def __init__(self, name, vcpus, mem, maxmem, workload, pins, outdir):
+    def __init__(self, name, vcpus, mem, maxmem, workload, pins, outdir, balloon="virtio"):
         self.name, self.vcpus, self.mem, self.maxmem = name, vcpus, mem, maxmem
+        # balloon = none: the balloon device is there, but the guest kernel refuses to load
+        # virtio_balloon (module_blacklist=), so no driver, no stats, and the balloon cannot move
+        self.balloon = balloon
         self.workload, self.pins = workload, pins  # pins: list per vCPU of "0" / "0,1" / None
         self.serial = os.path.join(outdir, f"serial-{name}.log")
         self.started = None
@@ -195,6 +198,8 @@ class Guest:
         cputune = f"<cputune>{pin_xml}</cputune>" if pin_xml else ""
         dtype = "kvm" if ACCEL == "kvm" else "qemu"
         cmdline = f"console=ttyS0 quiet panic=-1 wl={self.workload}"
+        if self.balloon == "none":
+            cmdline += " module_blacklist=virtio_balloon"
         return f"""<domain type='{dtype}'>
   <name>{self.name}</name>
   <memory unit='MiB'>{self.maxmem}</memory>
@@ -238,7 +243,8 @@ def start_guests(guests, outdir):
     for g in guests:
         virsh("start", g.name)
         g.started = time.monotonic()
-        log(f"started {g.name}: {g.vcpus} vCPU, {g.mem}/{g.maxmem} MiB, pins={g.pins}, wl={g.workload}")
+        log(f"started {g.name}: {g.vcpus} vCPU, {g.mem}/{g.maxmem} MiB, pins={g.pins}, wl={g.workload}"
+            + (" (no balloon driver)" if g.balloon == "none" else ""))
 
 
 def wait_ready(guests, timeout=240):
@@ -284,16 +290,20 @@ class Sampler(threading.Thread):
 
     def run(self):
         sh = VirshShell()
-        names = " ".join(g.name for g in self.guests)
         prev, prev_stat, k = None, None, 0
         next_t = time.monotonic()
         while not self.stop_ev.is_set():
             try:
                 ta = time.monotonic()
-                ds = parse_domstats(sh.run(f"domstats --vcpu --balloon {names}"))
+                # every running domain (the guest set may change mid-run: destroy / start events)
+                out = sh.run("domstats --vcpu --balloon --list-running")
                 tb = time.monotonic()
+                if "error:" in out and "Domain:" not in out:
+                    raise RuntimeError(out.strip().splitlines()[-1])
+                ds = parse_domstats(out)
                 stat = read_proc_stat()
-                vi = {g.name: parse_vcpuinfo(sh.run(f"vcpuinfo {g.name}")) for g in self.guests}
+                vi = {g.name: parse_vcpuinfo(sh.run(f"vcpuinfo {g.name}")) for g in list(self.guests)
+                      if g.name in ds}
                 t = (ta + tb) / 2 - self.t0
                 self._record(t, ds, vi, stat, prev, prev_stat, k)
                 prev, prev_stat = (t, ds), stat
@@ -302,6 +312,8 @@ class Sampler(threading.Thread):
                 self.errors += 1
                 if self.errors < 5:
                     log(f"sampler: {e}")
+                sh.close()  # a fresh virsh (and connection) next time: libvirtd may have restarted
+                sh.p = None
             next_t += 1.0
             self.stop_ev.wait(max(0.0, next_t - time.monotonic()))
         sh.close()
@@ -310,7 +322,7 @@ class Sampler(threading.Thread):
         loads = [0.0] * self.npcpu
         have_usage = prev is not None
         rows = []
-        for g in self.guests:
+        for g in list(self.guests):
             st = ds.get(g.name, {})
             info = {v["vcpu"]: v for v in vi.get(g.name, [])}
             for i in range(g.vcpus):
@@ -343,7 +355,7 @@ class Sampler(threading.Thread):
             if k % self.mem_every == 0:
                 self.host_mem.append({"t": round(t, 3), "host_memavailable_mib": round(mem_available_mib(), 1),
                                       "host_free_buf_cache_mib": round(host_free_mib(), 1)})
-                for g in self.guests:
+                for g in list(self.guests):
                     st = ds.get(g.name, {})
                     def mib(key):
                         return round(int(st[key]) / KIB_PER_MIB, 1) if key in st else ""
@@ -612,24 +624,43 @@ class Scenario:
         cnt = self.g.get("count").strip()
         # "2x" = two guests per host pCPU (scales the CPU scenarios to the host)
         n = int(cnt[:-1]) * npcpu if cnt.endswith("x") else int(cnt)
-        res = []
-        for i in range(1, n + 1):
-            parity = "odd" if i % 2 else "even"
+        return [self.guest(i, n, outdir, npcpu, short) for i in range(1, n + 1)]
 
-            def get(key, fb=None, i=i, parity=parity):
-                keys = (f"{key}.{i}", f"{key}.{parity}", key)
-                if short:
-                    keys = tuple("short_" + k for k in keys) + keys
-                for k in keys:
-                    if k in self.g:
-                        return self.g[k]
-                return fb
-            vcpus = int(get("vcpus", "1"))
-            pins = pin_spec(get("pin", "none"), i, n, vcpus, npcpu)
-            res.append(Guest(f"{PREFIX}{i}", vcpus, int(get("memory_mib", "256")),
-                             int(get("max_memory_mib", get("memory_mib", "256"))), get("workload", "idle"),
-                             pins, outdir))
-        return res
+    def guest(self, i, n, outdir, npcpu, short):
+        """Guest kvl-i from [guests] (also for guests started later by a start-guest event)."""
+        parity = "odd" if i % 2 else "even"
+
+        def get(key, fb=None):
+            keys = (f"{key}.{i}", f"{key}.{parity}", key)
+            if short:
+                keys = tuple("short_" + k for k in keys) + keys
+            for k in keys:
+                if k in self.g:
+                    return self.g[k]
+            return fb
+        vcpus = int(get("vcpus", "1"))
+        pins = pin_spec(get("pin", "none"), i, n, vcpus, npcpu)
+        return Guest(f"{PREFIX}{i}", vcpus, int(get("memory_mib", "256")),
+                     int(get("max_memory_mib", get("memory_mib", "256"))), get("workload", "idle"),
+                     pins, outdir, balloon=get("balloon", "virtio").strip())
+
+    def events(self):
+        """[events]: 'at S = action args; action args' (S = seconds after kvmsched start)."""
+        if not self.cp.has_section("events"):
+            return []
+        ev = []
+        for k, val in self.cp["events"].items():
+            m = re.fullmatch(r"at\s+([0-9.]+)", k.strip())
+            if not m:
+                raise SystemExit(f"lab: {self.path}: [events] key '{k}' is not 'at <seconds>'")
+            for a in val.split(";"):
+                if a.strip():
+                    ev.append((float(m.group(1)), a.split()))
+        for _, a in ev:
+            if a[0] not in EVENT_ACTIONS:
+                raise SystemExit(f"lab: {self.path}: unknown event action '{a[0]}' "
+                                 f"(known: {', '.join(EVENT_ACTIONS)})")
+        return sorted(ev, key=lambda e: e[0])
 
 
 def pin_spec(spec, i, n, vcpus, npcpu):
@@ -723,6 +754,180 @@ def cleanup_stale():
         remove_domain(d)
 
 
+# --------------------------------------------------------------------------- faults
+STATE = os.environ.get("KVL_STATE", "/run/kvmsched-lab")
+EVENT_ACTIONS = ("kill-libvirtd", "start-libvirtd", "destroy", "start-guest", "pin-all", "vcpupin")
+
+
+def proc_comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def lab_libvirtd_pid():
+    """PID of the libvirtd the lab started (its PID file names a live libvirtd), else None."""
+    try:
+        with open(os.path.join(STATE, "libvirtd.pid")) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if proc_comm(pid) == "libvirtd" else None
+
+
+def libvirt_answers():
+    try:
+        return subprocess.run(["virsh", "-q", "-c", URI, "nodeinfo"], capture_output=True,
+                              timeout=5).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def start_libvirtd(timeout=60):
+    """Start libvirtd the way lab/lib/setup.sh does (setsid, --pid-file in the state dir, so
+    teardown finds it), then wait until it answers. Returns the new PID."""
+    pidf = os.path.join(STATE, "libvirtd.pid")
+    outf = os.path.join(STATE, "libvirtd.out")
+    subprocess.run(["bash", "-c", 'setsid libvirtd --pid-file "$1" >>"$2" 2>&1 </dev/null &', "_", pidf, outf],
+                   check=True)
+    deadline = time.monotonic() + timeout
+    pid = None
+    while time.monotonic() < deadline:
+        pid = pid or lab_libvirtd_pid()
+        if pid and libvirt_answers():
+            return pid
+        time.sleep(0.1)
+    raise RuntimeError(f"libvirtd did not come back within {timeout} s (see {outf})")
+
+
+def kvmsched_clients(kpid):
+    """libvirtd's own view (virt-admin) of kvmsched's connections: [(id, readonly)]."""
+    try:
+        out = subprocess.run(["virt-admin", "srv-clients-list", "libvirtd"], capture_output=True,
+                             text=True, timeout=5).stdout
+    except Exception:
+        return None
+    res = []
+    for line in out.splitlines()[2:]:
+        if not line.split():
+            continue
+        cid = line.split()[0]
+        info = subprocess.run(["virt-admin", "client-info", "libvirtd", cid], capture_output=True,
+                              text=True, timeout=5).stdout
+        kv = dict((a.strip(), b.strip()) for a, b in (l.split(":", 1) for l in info.splitlines() if ":" in l))
+        if kv.get("unix_process_id") == str(kpid):
+            res.append((cid, kv.get("readonly")))
+    return res
+
+
+PROM_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+(-?\d+))?$")
+PROM_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"\s*(,|$)')
+
+
+def prom_validate(text):
+    """Prometheus text exposition 0.0.4: every sample 'name{labels} value [ts]' with a float value,
+    every family with # HELP and # TYPE before its samples. Returns (errors, {sample name: [values]})."""
+    errs, helps, types, seen, samples = [], set(), {}, set(), {}
+    if not text.endswith("\n"):
+        errs.append("body does not end with a newline")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] == "HELP":
+                if parts[2] in seen:
+                    errs.append(f"line {n}: HELP for {parts[2]} after its samples")
+                helps.add(parts[2])
+            elif len(parts) >= 4 and parts[1] == "TYPE":
+                if parts[3] not in ("counter", "gauge", "histogram", "summary", "untyped"):
+                    errs.append(f"line {n}: bad TYPE {parts[3]!r}")
+                if parts[2] in seen:
+                    errs.append(f"line {n}: TYPE for {parts[2]} after its samples")
+                types[parts[2]] = parts[3]
+            continue
+        m = PROM_SAMPLE.match(line)
+        if not m:
+            errs.append(f"line {n}: not 'name{{labels}} value': {line[:80]!r}")
+            continue
+        name, labels, val = m.group(1), m.group(2), m.group(3)
+        if labels:
+            pos, lab = 0, labels
+            while pos < len(lab):
+                lm = PROM_LABEL.match(lab, pos)
+                if not lm or lm.end() == pos:
+                    errs.append(f"line {n}: bad labels {{{labels}}}")
+                    break
+                pos = lm.end()
+        try:
+            fv = float(val)
+        except ValueError:
+            errs.append(f"line {n}: value {val!r} is not a float")
+            continue
+        fam = name
+        if fam not in types:
+            for suf in ("_bucket", "_sum", "_count", "_total", "_created"):
+                if name.endswith(suf) and name[:-len(suf)] in types:
+                    fam = name[:-len(suf)]
+                    break
+        if fam not in types or fam not in helps:
+            errs.append(f"line {n}: sample {name} without # HELP and # TYPE before it")
+        seen.add(fam)
+        samples.setdefault(name, []).append(fv)
+    return errs, samples
+
+
+class Watcher(threading.Thread):
+    """While kvmsched runs: libvirtd's view of its connection (virt-admin, 1 s) and, with
+    --metrics, a scrape of http://ADDR/metrics every few seconds (python urllib)."""
+
+    def __init__(self, run, kpid, metrics_addr, scrape_every=3.0):
+        super().__init__(daemon=True)
+        self.run_, self.kpid, self.addr, self.every = run, kpid, metrics_addr, scrape_every
+        self.stop_ev = threading.Event()
+        self.clients = []   # (t, [(id, readonly)]) ; None = virt-admin failed (libvirtd down)
+        self.scrapes = []   # (t, ok, errors, pins_total or None, n_samples)
+        self.connected = []  # (t, kvmsched_connected value) per successful scrape
+
+    def scrape(self):
+        import urllib.request
+        t = self.run_.now()
+        try:
+            with urllib.request.urlopen(f"http://{self.addr}/metrics", timeout=3) as r:
+                body = r.read().decode("utf-8", "replace")
+                ctype = r.headers.get("Content-Type", "")
+        except Exception as e:
+            self.scrapes.append((t, False, [f"scrape failed: {e}"], None, 0))
+            return
+        errs, samples = prom_validate(body)
+        if "text/plain" not in ctype:
+            errs.append(f"Content-Type {ctype!r}")
+        pins = sum(samples["kvmsched_pins_total"]) if "kvmsched_pins_total" in samples else None
+        self.scrapes.append((t, not errs, errs, pins, sum(len(v) for v in samples.values())))
+        self.connected.append((t, samples.get("kvmsched_connected", [None])[0]))
+        if not os.path.exists(os.path.join(self.run_.outdir, "metrics-first.txt")):
+            with open(os.path.join(self.run_.outdir, "metrics-first.txt"), "w") as f:
+                f.write(body)
+        with open(os.path.join(self.run_.outdir, "metrics-last.txt"), "w") as f:
+            f.write(body)
+
+    def run(self):
+        next_scrape = time.monotonic() + 1.5
+        while not self.stop_ev.is_set():
+            t = self.run_.now()
+            self.clients.append((t, kvmsched_clients(self.kpid)))
+            if self.addr and time.monotonic() >= next_scrape:
+                self.scrape()
+                next_scrape += self.every
+            self.stop_ev.wait(1.0)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(timeout=15)
+
+
 class Run:
     """Guests + sampler + optional kvmsched process, torn down on any exit."""
 
@@ -734,6 +939,10 @@ class Run:
         self.klog = None
         self.k_exit = None
         self.marks = []
+        self.watcher = None
+        self.ev_log = []            # (t, action, detail)
+        self.libvirtd_down = False  # killed by an event and not (yet) restarted
+        self.all_guests = list(guests)
 
     def __enter__(self):
         signal.signal(signal.SIGINT, _on_signal)
@@ -756,9 +965,13 @@ class Run:
     def mark(self, label):
         self.marks.append((round(self.now(), 2), label))
 
-    def start_kvmsched(self, sub, interval, args):
+    def start_kvmsched(self, sub, interval, args, gopts=(), metrics=None, watch=False):
         exe = kvmsched_path()
-        cmd = [exe, "-c", URI, sub, str(interval)] + args
+        if sub == "run":  # both loops; the scenario's interval for each
+            cmd = [exe, "-c", URI, *gopts, sub, "--vcpu-interval", str(interval),
+                   "--memory-interval", str(interval)] + args
+        else:
+            cmd = [exe, "-c", URI, *gopts, sub, str(interval)] + args
         self.klog = open(os.path.join(self.outdir, "kvmsched.log"), "w")
         self.klog.write("# " + " ".join(cmd) + "\n")
         self.klog.flush()
@@ -766,6 +979,88 @@ class Run:
                                       stdin=subprocess.DEVNULL)
         self.mark("kvmsched start")
         log(f"kvmsched pid {self.kproc.pid}: {' '.join(cmd)}")
+        self.kcmd = cmd
+        if watch or metrics:
+            self.watcher = Watcher(self, self.kproc.pid, metrics)
+            self.watcher.start()
+
+    # ---- [events]
+    def event(self, a, sc, npcpu, short):
+        act = a[0]
+        t = self.now()
+        detail = ""
+        if act == "kill-libvirtd":
+            pid = lab_libvirtd_pid()
+            if pid is None:
+                raise RuntimeError("kill-libvirtd: no lab-started libvirtd")
+            os.kill(pid, signal.SIGTERM)
+            self.libvirtd_down = True
+            self.mark("libvirtd SIGTERM")
+            end = time.monotonic() + 15
+            while proc_comm(pid) == "libvirtd" and time.monotonic() < end:
+                time.sleep(0.05)
+            how = "exited"
+            if proc_comm(pid) == "libvirtd":
+                os.kill(pid, signal.SIGKILL)
+                how = "did not exit within 15 s of SIGTERM: SIGKILL"
+            detail = f"pid {pid} {how} after {self.now() - t:.2f} s"
+            self.killed_pid = pid
+        elif act == "start-libvirtd":
+            pid = start_libvirtd()
+            self.libvirtd_down = False
+            self.mark("libvirtd back")
+            detail = f"new pid {pid}, answering after {self.now() - t:.2f} s"
+            self.new_libvirtd_pid = pid
+        elif act == "destroy":
+            virsh("destroy", a[1])
+            self.mark(f"destroy {a[1]}")
+            detail = a[1]
+        elif act == "start-guest":
+            i = int(a[1][len(PREFIX):])
+            g = sc.guest(i, i, self.outdir, npcpu, short)
+            start_guests([g], self.outdir)
+            self.all_guests.append(g)
+            self.sampler.guests.append(g)
+            self.mark(f"start {g.name}")
+            detail = f"{g.name} wl={g.workload} pins={g.pins}"
+        elif act == "pin-all":
+            # one virsh invocation ('cmd; cmd; ...') so the re-seed is near-atomic for kvmsched
+            running = virsh("list", "--name").split()
+            last = final_affinity(self.sampler)
+            cmds, moved = [], []
+            for g in self.all_guests:
+                if g.name in running:
+                    for i in range(g.vcpus):
+                        cmds.append(f"vcpupin {g.name} {i} {a[1]} --live")
+                        if last.get((g.name, i)) != a[1].replace(",", "+"):
+                            moved.append(f"{g.name}/{i} (was {last.get((g.name, i))})")
+            virsh("; ".join(cmds))
+            self.mark(f"pin-all {a[1]}")
+            detail = f"moved to {a[1]}: {', '.join(moved) or 'none (all there)'}"
+        elif act == "vcpupin":
+            virsh("vcpupin", a[1], a[2], a[3], "--live")
+            self.mark(f"vcpupin {a[1]}")
+            detail = " ".join(a[1:])
+        self.ev_log.append((t, act, detail, self.now()))
+        log(f"event at t={t:.1f}: {' '.join(a)} — {detail}")
+
+    def check_ready(self):
+        for g in self.all_guests:
+            if g.ready is None and g.started and os.path.exists(g.serial):
+                with open(g.serial, errors="replace") as f:
+                    if "kvl: ready" in f.read():
+                        g.ready = time.monotonic()
+                        if g not in self.guests:
+                            self.mark(f"{g.name} ready")
+                            log(f"{g.name} ready ({g.ready - g.started:.1f} s after start)")
+
+    def run_events(self, events, k_t, after, sc, npcpu, short):
+        """Events at their time after kvmsched start (sequential: a blocking event such as
+        start-libvirtd delays the ones after it), then run until k_t + after."""
+        for at, a in events:
+            self.sleep(k_t + at - self.now())
+            self.event(a, sc, npcpu, short)
+        self.sleep(k_t + after - self.now())
 
     def stop_kvmsched(self):
         if self.kproc is None:
@@ -786,6 +1081,7 @@ class Run:
     def sleep(self, secs):
         end = time.monotonic() + secs
         while time.monotonic() < end:
+            self.check_ready()
             if self.kproc is not None and self.kproc.poll() is not None and self.k_exit is None:
                 self.k_exit = self.kproc.returncode
                 log(f"kvmsched exited early with code {self.k_exit} (see kvmsched.log)")
@@ -798,12 +1094,20 @@ class Run:
             self.stop_kvmsched()
         except Exception as e:
             log(f"stopping kvmsched: {e}")
+        if self.watcher:
+            self.watcher.stop()
+        if self.libvirtd_down:  # killed by an event, not restarted (failure/interrupt): guests still run
+            try:
+                log(f"restarting libvirtd for teardown (pid {start_libvirtd()})")
+                self.libvirtd_down = False
+            except Exception as e:
+                log(f"could not restart libvirtd: {e}; run lab/lab setup && lab/lab teardown")
         if self.sampler:
             self.sampler.stop()
             self.sampler.write_csv(self.outdir)
-        for g in self.guests:
+        for g in self.all_guests:
             remove_domain(g.name)
-        log(f"guests removed: {', '.join(g.name for g in self.guests)}")
+        log(f"guests removed: {', '.join(g.name for g in self.all_guests)}")
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return False
@@ -828,7 +1132,7 @@ class Verdict:
         return "\n".join(out)
 
 
-def eval_cpu(sc, s, guests, k_t, end_t, interval):
+def eval_cpu(sc, s, guests, k_t, end_t, interval, excused=()):
     c, v = sc.c, Verdict()
     ser = pcpu_series(s)
     thr = float(c.get("stddev_max", 5))
@@ -846,6 +1150,8 @@ def eval_cpu(sc, s, guests, k_t, end_t, interval):
             settle_t = ts[j]
             break
     steady_from = settle_deadline + 2
+    if "steady_window_s" in c:  # events disturb the balance mid-run: judge the last N s
+        steady_from = max(steady_from, end_t - float(c["steady_window_s"]))
     means, sds, n = window_loads(ser, steady_from, end_t)
     info = {"settle_t": settle_t, "steady_from": steady_from, "steady_means": means,
             "steady_sample_sd": sds}
@@ -866,9 +1172,12 @@ def eval_cpu(sc, s, guests, k_t, end_t, interval):
               f"≤ {thr:g}")
     st_t = sorted(t for t in ser if t >= k_t - 1)
     gaps = [(b - a, a) for a, b in zip(st_t, st_t[1:])] + [(end_t - st_t[-1], st_t[-1])] if st_t else []
+    # a gap overlapping a window where the lab itself took libvirtd away is expected
+    gaps = [(g, a) for g, a in gaps if not any(a <= w1 and a + g >= w0 for w0, w1 in excused)]
     worst_gap = max(gaps, default=(0.0, k_t))
     max_gap = float(c.get("max_sample_gap_s", 5))
-    v.add("measurement continuous (libvirt answered the 1 s sampler)", worst_gap[0] <= max_gap,
+    v.add("measurement continuous (libvirt answered the 1 s sampler)"
+          + (" outside the libvirtd outage" if excused else ""), worst_gap[0] <= max_gap,
           f"longest gap {worst_gap[0]:.1f} s at t={worst_gap[1]:.0f}"
           + (" — libvirt/QEMU monitor stalled; under TCG see lab/README.md 'Known limits'"
              if worst_gap[0] > max_gap else ""), f"≤ {max_gap:g} s")
@@ -1011,6 +1320,189 @@ def eval_mem(sc, s, guests, k_t, end_t):
     return v, info
 
 
+def fault_windows(run):
+    """[(killed_t, back_t + 3)]: where the lab itself took libvirtd away."""
+    res, down = [], None
+    for t, act, _d, t_end in run.ev_log:
+        if act == "kill-libvirtd":
+            down = t
+        elif act == "start-libvirtd" and down is not None:
+            res.append((down, t_end + 3))
+            down = None
+    if down is not None:
+        res.append((down, 1e9))
+    return res
+
+
+def guest_list(spec, guests):
+    spec = spec.strip()
+    return [g.name for g in guests] if spec == "all" else [x.strip() for x in spec.split(",") if x.strip()]
+
+
+def eval_faults(sc, s, run, guests, k_t, end_t, interval, v):
+    """Criteria for [events], dry-run, metrics, no-balloon guests. Returns report notes."""
+    c, notes = sc.c, []
+    ser = pcpu_series(s)
+    thr = float(c.get("stddev_max", 5))
+    hist = affinity_history(s)
+    w = run.watcher
+    ev = run.ev_log
+    # ---- libvirtd killed and restarted
+    kill = next((e for e in ev if e[1] == "kill-libvirtd"), None)
+    back = next((e for e in ev if e[1] == "start-libvirtd"), None)
+    if kill:
+        v.add("libvirtd killed (SIGTERM, by the lab's PID file) and restarted", back is not None,
+              f"{kill[2]}; {back[2] if back else 'not restarted'}", "killed, back")
+    if kill and back:
+        back_t = back[3]
+        n = float(c.get("reconnect_within_intervals", 2))
+        rc = None
+        if w:
+            rc = next((t for t, cl in w.clients if t >= back_t and cl), None)
+        v.add(f"kvmsched reconnected within {n:g} intervals of libvirtd back (virt-admin: a client "
+              f"with kvmsched's PID)", rc is not None and rc - back_t <= n * interval + 1,
+              "never seen" if rc is None else f"connection seen {rc - back_t:.1f} s after libvirtd answered "
+              f"(virt-admin polled every ~1 s)", f"≤ {n * interval:g} s (+1 s polling)")
+        seed = next((e for e in ev if e[1] == "pin-all" and e[0] >= back[0]), None)
+        if seed and "rebalance_within_intervals" in c:
+            target = next(a for _t, a in sc.events() if a[0] == "pin-all")[1].replace(",", "+")
+            seed_end = seed[3]
+            firsts = []
+            for key, h in hist.items():
+                for (t0, a0), (t1, a1) in zip(h, h[1:]):
+                    if t1 > seed[0] and a1 != a0 and a1 != target:
+                        firsts.append((t1, f"{key[0]}/vcpu{key[1]} {a0}→{a1}"))
+                        break
+            first = min(firsts, default=None)
+            ts = [t for t in ser if t > seed_end]
+            bal = None
+            for j in range(2, len(ts)):
+                m = [mean([ser[t][p] for t in ts[j - 2:j + 1]]) for p in range(s.npcpu)]
+                if pstdev(m) <= thr:
+                    bal = ts[j]
+                    break
+            n2 = float(c["rebalance_within_intervals"])
+            v.add(f"re-seeded imbalance (all on pCPU{target}) rebalanced within {n2:g} intervals of "
+                  f"libvirtd back", bal is not None and bal - back_t <= n2 * interval + 2,
+                  "never" if bal is None else f"balanced {bal - back_t:.1f} s after libvirtd back "
+                  f"({bal - seed_end:.1f} s after the re-seed)", f"≤ {n2 * interval:g} s (+2 s smoothing)")
+            if first:
+                notes.append(f"reconnect time (libvirtd answering → first pin change by kvmsched, "
+                             f"measured): {first[0] - back_t:.1f} s ({first[1]} at t={first[0]:.1f}; "
+                             f"libvirtd back at t={back_t:.1f}, re-seed done at t={seed_end:.1f})")
+            else:
+                notes.append("reconnect time: no pin change by kvmsched after the re-seed")
+    # ---- guests started mid-run
+    if "adopt_within_intervals" in c:
+        n = float(c["adopt_within_intervals"])
+        for t, act, detail, t_end in ev:
+            if act != "start-guest":
+                continue
+            g = next(x for x in guests if x.name == detail.split()[0])
+            ready_t = g.ready - run.t0 if g.ready else None
+            start_t = g.started - run.t0
+            pinned_t = None
+            byt = {}
+            for r in s.vcpu_rows:
+                if r["guest"] == g.name:
+                    byt.setdefault(r["t"], {})[r["vcpu"]] = r["affinity"]
+            for tt, d in sorted(byt.items()):
+                if len(d) == g.vcpus and all("+" not in a and a != "-" for a in d.values()):
+                    pinned_t = tt
+                    break
+            if ready_t is None:
+                v.add(f"{g.name} (started mid-run) hard-pinned within {n:g} intervals of ready", False,
+                      "guest never ready", "ready")
+                continue
+            fig = ("never hard-pinned" if pinned_t is None else
+                   f"hard-pinned at t={pinned_t:.1f}: {(pinned_t - ready_t) / interval:+.2f} intervals "
+                   f"({pinned_t - ready_t:+.1f} s) after ready, {(pinned_t - start_t) / interval:.2f} intervals "
+                   f"({pinned_t - start_t:.1f} s) after virsh start (ready {ready_t - start_t:.1f} s after start)")
+            v.add(f"{g.name} (started mid-run) hard-pinned within {n:g} intervals of ready",
+                  pinned_t is not None and pinned_t <= ready_t + n * interval + 1, fig,
+                  f"≤ {n * interval:g} s after ready (+1 s sampling)")
+            if pinned_t is not None:
+                notes.append(f"intervals to adopt {g.name}: {(pinned_t - ready_t) / interval:+.2f} after ready, "
+                             f"{(pinned_t - start_t) / interval:.2f} after virsh start")
+    # ---- memory: unchanged / shrunk / no change at all
+    act = {}
+    for r in s.mem_rows:
+        act.setdefault(r["guest"], []).append((r["t"], r["actual_mib"]))
+    if "actual_unchanged" in c:
+        for name in guest_list(c["actual_unchanged"], guests):
+            rows = [a for t, a in act.get(name, []) if t >= k_t - 2.5]
+            dev = max((abs(a - rows[0]) for a in rows), default=None)
+            v.add(f"{name} balloon actual never changes", rows and dev <= 1,
+                  f"{fmt(rows[0] if rows else None)} MiB, max deviation {fmt(dev)} MiB over {len(rows)} samples",
+                  "± 1 MiB")
+    if "shrunk_min_mib" in c:
+        for part in c["shrunk_min_mib"].split(","):
+            name, mib = part.split(":")
+            rows = [a for t, a in act.get(name.strip(), []) if t >= k_t - 2.5]
+            d = rows[0] - rows[-1] if rows else None
+            v.add(f"{name.strip()} shrunk by kvmsched", d is not None and d >= float(mib),
+                  f"{fmt(rows[0] if rows else None)} → {fmt(rows[-1] if rows else None)} MiB "
+                  f"(−{fmt(d)})", f"≥ {mib} MiB")
+    if "actual_changes_max" in c:
+        ch = []
+        for name, rows in sorted(act.items()):
+            for (t0, a0), (t1, a1) in zip(rows, rows[1:]):
+                if t1 >= k_t and abs(a1 - a0) > 1:
+                    ch.append(f"{name} {a0:.0f}→{a1:.0f} at t={t1:.0f}")
+        nsamp = sum(1 for rows in act.values() for t, _ in rows if t >= k_t)
+        v.add("balloon actual changes after kvmsched start (all guests)", len(ch) <= int(c["actual_changes_max"]),
+              f"{len(ch)} ({'; '.join(ch[:4]) or 'none'}; {nsamp} samples)", f"≤ {c['actual_changes_max']}")
+    # ---- setup check for balloon = none guests
+    nob = [g for g in guests if g.balloon == "none"]
+    if nob:
+        has_unused = {g.name: any(r["guest"] == g.name and r["unused_mib"] != "" for r in s.mem_rows)
+                      for g in guests}
+        ok = all(not has_unused[g.name] for g in nob) and all(has_unused[g.name] for g in guests
+                                                               if g.balloon != "none")
+        v.add("setup: no balloon stats (unused) from the no-driver guest, stats from the others", ok,
+              ", ".join(f"{k}: {'unused reported' if x else 'no unused'}" for k, x in has_unused.items()),
+              "as configured")
+    # ---- read-only connection (libvirtd's own view)
+    if c.get("readonly_connection", "no") == "yes":
+        seen = [cl for _t, cl in (w.clients if w else []) if cl]
+        ro = sorted({r for cl in seen for _i, r in cl})
+        v.add("kvmsched's libvirt connection is read-only (virt-admin client-info)",
+              seen and ro == ["yes"], f"readonly={','.join(ro) or 'n/a'} in {len(seen)} polls", "readonly: yes")
+    # ---- metrics
+    if w and w.addr:
+        sc_ = w.scrapes
+        good = [x for x in sc_ if x[1]]
+        bad = [x for x in sc_ if not x[1]]
+        v.add(f"metrics http://{w.addr}/metrics parses as Prometheus text on every scrape",
+              len(sc_) >= 3 and not bad,
+              f"{len(good)}/{len(sc_)} scrapes valid, {good[-1][4] if good else 0} samples"
+              + (f"; t={bad[0][0]:.0f}: {'; '.join(bad[0][2][:3])}" if bad else ""), "≥ 3 scrapes, all valid")
+        pins = [(t, p) for t, ok, _e, p, _n in sc_ if p is not None]
+        v.add("metrics: kvmsched_pins_total grows", len(pins) >= 2 and pins[-1][1] > pins[0][1],
+              f"{fmt(pins[0][1], 0)} at t={pins[0][0]:.0f} → {fmt(pins[-1][1], 0)} at t={pins[-1][0]:.0f}"
+              if pins else "no kvmsched_pins_total sample", "last > first")
+        if kill and back:
+            out = [x for x in sc_ if kill[0] <= x[0] <= back[3]]
+            conn = [f"{val:g} at t={t:.0f}" for t, val in w.connected if val is not None and kill[0] - 4 <= t <= back[3] + 8]
+            notes.append(f"metrics scrapes while libvirtd was down (t={kill[0]:.0f}–{back[3]:.0f}): {len(out)}, "
+                         f"{sum(1 for x in out if x[1])} answered"
+                         + "".join(f" ({'; '.join(x[2][:1])} at t={x[0]:.0f})" for x in out if not x[1])
+                         + f"; kvmsched_connected around the outage: {', '.join(conn) or 'no value'}")
+    # ---- what a dry run says it would do (kvmsched's own output: information only)
+    if sc.k.get("dry_run", "no").strip() == "yes":
+        try:
+            with open(os.path.join(run.outdir, "kvmsched.log"), errors="replace") as f:
+                lines = [l.rstrip() for l in f if not l.startswith("#")]
+        except OSError:
+            lines = []
+        would = [l for l in lines if re.search(r"would|dry", l, re.I)]
+        v.rows.append(("(info) kvmsched output says what it would do", True,
+                       f"{len(would)} of {len(lines)} lines mention would/dry-run"
+                       + (f"; e.g. `{would[min(1, len(would) - 1)][:160]}`" if would else ""),
+                       "informational (kvmsched's own log)"))
+    return notes
+
+
 # --------------------------------------------------------------------------- commands
 def run_scenario(name, short=False, quiet_pending=False):
     sc = Scenario(name)
@@ -1026,6 +1518,20 @@ def run_scenario(name, short=False, quiet_pending=False):
         log(f"{name}: PENDING — {pend}")
         return {"name": name, "status": "PENDING", "report": report, "plots": [], "why": pend}
     check_env()
+    events = sc.events()
+    if any(a[0] == "kill-libvirtd" for _, a in events) and lab_libvirtd_pid() is None:
+        why = (f"libvirtd was not started by the lab (no live libvirtd in {STATE}/libvirtd.pid): "
+               "the lab does not kill a daemon it does not own")
+        with open(report, "w") as f:
+            f.write(f"# {name}: SKIPPED\n\n{sc.description}\n\n{why}\n")
+        log(f"{name}: SKIPPED — {why}")
+        return {"name": name, "status": "SKIPPED", "report": report, "plots": [], "why": why}
+    gopts = []
+    if sc.k.get("dry_run", "no").strip() == "yes":
+        gopts.append("--dry-run")
+    metrics = sc.k.get("metrics", "").strip() or None
+    if metrics:
+        gopts += ["--metrics", metrics]
     before, after = sc.timing(short)
     npcpu = host_pcpus()
     guests = sc.guests(outdir, npcpu, short)
@@ -1046,18 +1552,22 @@ def run_scenario(name, short=False, quiet_pending=False):
             if m:
                 args[j] = str(int(hf - int(m.group(1) or 0)))
                 reserve = int(args[j])
-        run.start_kvmsched(sub, interval if interval != int(interval) else int(interval), args)
+        run.start_kvmsched(sub, interval if interval != int(interval) else int(interval), args,
+                           gopts, metrics, watch=(sub == "run"))
         k_t = run.now()
-        run.sleep(after)
+        run.run_events(events, k_t, after, sc, npcpu, short)
         end_t = run.now()
         k_exit = run.k_exit
     s = run.sampler
+    guests = run.all_guests
+    excused = fault_windows(run)
     if sc.kind == "cpu":
-        v, info = eval_cpu(sc, s, guests, k_t, end_t, interval)
+        v, info = eval_cpu(sc, s, guests, k_t, end_t, interval, excused)
     else:
         v, info = eval_mem(sc, s, guests, k_t, end_t)
         if reserve is not None:
             eval_reserve(sc, s, guests, k_t, hf, reserve, v)
+    fault_notes = eval_faults(sc, s, run, guests, k_t, end_t, interval, v)
     if k_exit is not None:
         v.add("kvmsched keeps running until stopped", False, f"exited with {k_exit}", "runs until SIGTERM")
     if s.errors:
@@ -1068,6 +1578,8 @@ def run_scenario(name, short=False, quiet_pending=False):
         plots.append(plot_cpu(s, outdir, run.marks, f"{title}: pCPU load (GT metric), 1 s samples"))
         plots.append(plot_vcpu(s, outdir, run.marks, f"{title}: CPU usage per guest"))
         table = cpu_table(s, guests, (k_t - before + 2, k_t), (max(k_t, end_t - min(20, after / 2)), end_t))
+        if sub == "run":  # the memory loop runs too
+            plots.append(plot_mem(s, outdir, run.marks, f"{title}: guest actual (solid) / unused (dashed)"))
     else:
         plots.append(plot_mem(s, outdir, run.marks, f"{title}: guest actual (solid) / unused (dashed)"))
         table = mem_table(s, guests, info, k_t)
@@ -1075,19 +1587,28 @@ def run_scenario(name, short=False, quiet_pending=False):
     dur = time.time() - t_start
     with open(report, "w") as f:
         f.write(f"# {name}{' (short)' if short else ''}: {status}\n\n{sc.description}\n\n")
-        f.write(f"- kvmsched: `{kvmsched_path()} -c {URI} {sub} {interval:g} {' '.join(args)}` "
+        f.write(f"- kvmsched: `{' '.join(run.kcmd)}` "
                 f"started at t={k_t:.1f} s, stopped at t={end_t:.1f} s\n")
         f.write(f"- guests: {len(guests)}, slowest boot to workload {boot:.1f} s; "
                 f"accel {ACCEL}; run took {dur:.0f} s; sampler gaps {s.errors}\n")
         if sc.kind == "cpu":
             f.write(f"- pin changes after kvmsched start (measured): {info['pin_changes_total'][0]} "
                     f"({info['pin_changes_total'][1]})\n")
+        if run.ev_log:
+            f.write("- events (t = s since guests started; kvmsched started at "
+                    f"t={k_t:.1f}):\n")
+            for t, act, detail, t_end in run.ev_log:
+                f.write(f"  - t={t:.1f} (kvmsched +{t - k_t:.1f} s) `{act}`: {detail}\n")
+        for n_ in fault_notes:
+            f.write(f"- {n_}\n")
         f.write("\n")
         f.write("## Criteria\n\n" + v.md() + "\n\n## Before / after\n\n" + table + "\n\n## Plots\n\n")
         f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n\n")
         f.write("Samples: vcpu.csv, pcpu.csv (1 s), mem.csv, host_mem.csv (2 s); kvmsched output: "
                 "kvmsched.log; guest consoles: serial-*.log\n")
     print(f"\n== {name}: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
+    for n_ in fault_notes:
+        print(f"   {n_}")
     if sc.kind == "cpu":
         print(f"   pin changes after kvmsched start: {info['pin_changes_total'][0]} ({info['pin_changes_total'][1]})")
     for n, ok, fig, th in v.rows:
