@@ -79,6 +79,8 @@ struct State {
     /// Domains we already warned about (UUID + what), to warn once.
     warned: BTreeSet<String>,
     metrics: Metrics,
+    /// Where `metrics` is published for the metrics thread, if serving.
+    published: Option<crate::metrics::Shared>,
     vcpu_ticks: u64,
     mem_ticks: u64,
 }
@@ -104,10 +106,16 @@ pub fn run(opts: Options) -> Result<(), String> {
             dry_run: opts.dry_run,
             ..Default::default()
         },
+        published: None,
         vcpu_ticks: 0,
         mem_ticks: 0,
         opts,
     };
+    if let Some(server) = st.opts.metrics.take() {
+        let shared = crate::metrics::Shared::default();
+        server.spawn(shared.clone())?;
+        st.published = Some(shared);
+    }
     let mut conn = Some(connect(&st.opts).map_err(|e| e.to_string())?);
     st.metrics.connected = true;
     // Reconnect attempts back off from 0.5 s, doubling, but never wait
@@ -231,10 +239,8 @@ pub fn run(opts: Options) -> Result<(), String> {
         if conn.is_none() {
             wake = wake.min(next_retry);
         }
+        st.publish();
         while Instant::now() < wake && !signals::stop_requested() {
-            if let Some(m) = &st.opts.metrics {
-                m.serve_pending(&st.metrics);
-            }
             let left = wake.saturating_duration_since(Instant::now());
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
@@ -263,6 +269,16 @@ fn connect(opts: &Options) -> Result<Connection, Error> {
 }
 
 impl State {
+    /// Hands the current figures to the metrics thread.
+    fn publish(&self) {
+        if let Some(shared) = &self.published {
+            match shared.lock() {
+                Ok(mut m) => *m = self.metrics.clone(),
+                Err(poisoned) => *poisoned.into_inner() = self.metrics.clone(),
+            }
+        }
+    }
+
     fn done(&self) -> bool {
         match self.opts.iterations {
             None => false,

@@ -344,6 +344,42 @@ impl MetricsServer {
     }
 }
 
+/// The figures the daemon publishes for the metrics thread.
+pub type Shared = std::sync::Arc<std::sync::Mutex<Metrics>>;
+
+impl MetricsServer {
+    /// Serves `/metrics` from its own thread, so a scrape is answered even
+    /// while the daemon's thread is blocked in a libvirt call (a daemon
+    /// restarting, a stuck guest monitor). The thread waits in `poll(2)` on
+    /// the listener and copies the last published figures only when a
+    /// client is waiting.
+    pub fn spawn(self, shared: Shared) -> Result<(), String> {
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || loop {
+                let mut pfd = libc::pollfd {
+                    fd: self.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                let ready = unsafe { libc::poll(&mut pfd, 1, 500) };
+                if ready <= 0 {
+                    continue;
+                }
+                let snapshot = match shared.lock() {
+                    Ok(m) => m.clone(),
+                    // A panic elsewhere while holding the lock: the figures
+                    // are still plain data, serve them.
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
+                self.serve_pending(&snapshot);
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))
+    }
+}
+
 impl AsRawFd for MetricsServer {
     /// The listening socket, for `poll(2)` in the daemon's loop.
     fn as_raw_fd(&self) -> RawFd {
