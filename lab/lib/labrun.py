@@ -1135,7 +1135,8 @@ class Verdict:
 def eval_cpu(sc, s, guests, k_t, end_t, interval, excused=()):
     c, v = sc.c, Verdict()
     ser = pcpu_series(s)
-    thr = float(c.get("stddev_max", 5))
+    judge_sd = c.get("stddev_max", "5").strip() != "off"  # off: balance not expected (dry run)
+    thr = float(c.get("stddev_max", 5)) if judge_sd else 5.0
     settle_n = c.get("settle_within_intervals")
     settle_deadline = k_t + (float(settle_n) if settle_n else 3) * interval
     # settle time: first moment after kvmsched start where the 3-sample rolling mean loads are balanced
@@ -1164,6 +1165,10 @@ def eval_cpu(sc, s, guests, k_t, end_t, interval, excused=()):
               f"≤ {float(settle_n) * interval:g} s (+{slack:g} s smoothing)")
     if means is None:
         v.add("steady-state window measured", False, "no samples", f"from t={steady_from:.0f}")
+    elif not judge_sd:
+        v.rows.append((f"(info) std-dev of mean pCPU loads (t ≥ {steady_from - k_t:.0f} s after start)", True,
+                       f"{pstdev(means):.2f} pp (loads {', '.join(fmt(x) for x in means)})",
+                       "informational (stddev_max = off)"))
     else:
         sd = pstdev(means)
         v.add(f"steady std-dev of mean pCPU loads (t ≥ {steady_from - k_t:.0f} s after start)",
@@ -1343,7 +1348,7 @@ def eval_faults(sc, s, run, guests, k_t, end_t, interval, v):
     """Criteria for [events], dry-run, metrics, no-balloon guests. Returns report notes."""
     c, notes = sc.c, []
     ser = pcpu_series(s)
-    thr = float(c.get("stddev_max", 5))
+    thr = float(c.get("stddev_max", 5)) if c.get("stddev_max", "5").strip() != "off" else 5.0
     hist = affinity_history(s)
     w = run.watcher
     ev = run.ev_log
@@ -1370,7 +1375,9 @@ def eval_faults(sc, s, run, guests, k_t, end_t, interval, v):
             firsts = []
             for key, h in hist.items():
                 for (t0, a0), (t1, a1) in zip(h, h[1:]):
-                    if t1 > seed[0] and a1 != a0 and a1 != target:
+                    # kvmsched's, not the re-seed's: after the kill, and before the re-seed began
+                    # or to another pCPU than the re-seed's
+                    if t1 > kill[0] and a1 != a0 and (t1 < seed[0] or a1 != target):
                         firsts.append((t1, f"{key[0]}/vcpu{key[1]} {a0}→{a1}"))
                         break
             first = min(firsts, default=None)
@@ -1387,9 +1394,10 @@ def eval_faults(sc, s, run, guests, k_t, end_t, interval, v):
                   "never" if bal is None else f"balanced {bal - back_t:.1f} s after libvirtd back "
                   f"({bal - seed_end:.1f} s after the re-seed)", f"≤ {n2 * interval:g} s (+2 s smoothing)")
             if first:
-                notes.append(f"reconnect time (libvirtd answering → first pin change by kvmsched, "
-                             f"measured): {first[0] - back_t:.1f} s ({first[1]} at t={first[0]:.1f}; "
-                             f"libvirtd back at t={back_t:.1f}, re-seed done at t={seed_end:.1f})")
+                notes.append(f"reconnect time (first pin change by kvmsched after the outage, measured): "
+                             f"{first[0] - back[0]:.1f} s after libvirtd was launched, {first[0] - back_t:+.1f} s "
+                             f"after virsh got an answer ({first[1]} at t={first[0]:.1f}; libvirtd launched "
+                             f"t={back[0]:.1f}, answering t={back_t:.1f}, re-seed t={seed[0]:.1f}–{seed_end:.1f})")
             else:
                 notes.append("reconnect time: no pin change by kvmsched after the re-seed")
     # ---- guests started mid-run
