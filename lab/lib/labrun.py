@@ -315,12 +315,16 @@ class Sampler(threading.Thread):
                 sh.close()  # a fresh virsh (and connection) next time: libvirtd may have restarted
                 sh.p = None
             next_t += 1.0
+            if next_t < time.monotonic() + 0.5:
+                # behind after a stall (libvirt did not answer): no catch-up burst of samples
+                # a few ms apart (10 ms vCPU-time resolution would make their usage noise)
+                next_t = time.monotonic() + 1.0
             self.stop_ev.wait(max(0.0, next_t - time.monotonic()))
         sh.close()
 
     def _record(self, t, ds, vi, stat, prev, prev_stat, k):
         loads = [0.0] * self.npcpu
-        have_usage = prev is not None
+        have_usage = prev is not None and t - prev[0] >= 0.5
         rows = []
         for g in list(self.guests):
             st = ds.get(g.name, {})
