@@ -82,6 +82,8 @@ struct State {
     /// Where `metrics` is published for the metrics thread, if serving.
     published: Option<crate::metrics::Shared>,
     vcpu_ticks: u64,
+    /// When the vCPU loop last sampled (its usage is measured since then).
+    last_vcpu_sample: Option<Instant>,
     mem_ticks: u64,
 }
 
@@ -108,6 +110,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         },
         published: None,
         vcpu_ticks: 0,
+        last_vcpu_sample: None,
         mem_ticks: 0,
         opts,
     };
@@ -150,6 +153,9 @@ pub fn run(opts: Options) -> Result<(), String> {
                         .log
                         .line("daemon", &format!("reconnected to {}", st.opts.uri));
                     st.metrics.reconnects_total += 1;
+                    // Usage measured across the outage says nothing about
+                    // now (guests may have been re-pinned meanwhile).
+                    st.restart_vcpu_history("reconnected");
                     st.metrics.connected = true;
                     // Stats periods must be set again on the new daemon's view.
                     st.stats_period_set.clear();
@@ -196,6 +202,7 @@ pub fn run(opts: Options) -> Result<(), String> {
             {
                 if now >= next_vcpu {
                     let result = st.vcpu_tick(c);
+                    st.publish();
                     // Measured after the tick: an interval that stalled in
                     // libvirt is followed by a full interval, never by a
                     // burst of catch-up intervals with tiny time deltas.
@@ -209,6 +216,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 if let Some(interval) = st.opts.memory.as_ref().map(|(i, _)| *i) {
                     if now >= next_mem {
                         let result = st.mem_tick(c);
+                        st.publish();
                         next_mem = advance(next_mem, interval, Instant::now());
                         if let Err(e) = result {
                             lost = st.tick_failed("memory", e);
@@ -225,10 +233,7 @@ pub fn run(opts: Options) -> Result<(), String> {
                 next_retry = Instant::now() + backoff;
             }
         }
-        let counts = virt::call_counts();
-        st.metrics.libvirt_calls_total = counts.calls;
-        st.metrics.libvirt_errors_total = counts.failures;
-        // Sleep until the next deadline, in slices, serving metrics.
+        // Sleep until the next deadline, in short slices (signals).
         let mut wake = next_vcpu.min(next_mem);
         if st.opts.vcpu.is_none() {
             wake = next_mem;
@@ -270,7 +275,10 @@ fn connect(opts: &Options) -> Result<Connection, Error> {
 
 impl State {
     /// Hands the current figures to the metrics thread.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        let counts = virt::call_counts();
+        self.metrics.libvirt_calls_total = counts.calls;
+        self.metrics.libvirt_errors_total = counts.failures;
         if let Some(shared) = &self.published {
             match shared.lock() {
                 Ok(mut m) => *m = self.metrics.clone(),
@@ -367,9 +375,45 @@ impl State {
             .collect())
     }
 
+    /// Forgets the vCPU usage history: the next interval only places
+    /// unpinned vCPUs, the one after it balances on fresh usage.
+    fn restart_vcpu_history(&mut self, why: &str) {
+        if let (Some(s), Some((_, cfg))) = (self.scheduler.as_mut(), self.opts.vcpu.as_ref()) {
+            *s = Scheduler::new(cfg.clone());
+            self.last_vcpu_sample = None;
+            self.opts
+                .log
+                .line("vcpu", &format!("{why}: usage history restarted"));
+        }
+    }
+
     fn vcpu_tick(&mut self, conn: &Connection) -> Result<(), TickError> {
         let t0 = Instant::now();
         self.vcpu_ticks += 1;
+        // Usage is Δ CPU time / Δ wall time since the previous sample: a
+        // window far shorter than the interval is noise, one far longer
+        // (libvirt stalled) averages over conditions that may be gone.
+        let interval = self.opts.vcpu.as_ref().map(|(i, _)| *i).unwrap_or_default();
+        if let Some(prev) = self.last_vcpu_sample {
+            let gap = t0.saturating_duration_since(prev);
+            if gap < interval / 2 {
+                self.opts.log.detail(
+                    "vcpu",
+                    &format!(
+                        "only {:.2}s since the last sample: interval skipped",
+                        gap.as_secs_f64()
+                    ),
+                );
+                return Ok(());
+            }
+            if gap > interval * 5 / 2 {
+                self.restart_vcpu_history(&format!(
+                    "{:.1}s since the last sample",
+                    gap.as_secs_f64()
+                ));
+            }
+        }
+        self.last_vcpu_sample = Some(t0);
         let host = sample::read_host_cpus(conn)?;
         let want = Want {
             vcpus: true,
