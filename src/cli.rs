@@ -514,6 +514,7 @@ Config file (--config PATH): one `key = value` per line, `#` comments; unknown
 keys and bad values are errors reported as FILE:LINE. Flags override it.
   vcpu.threshold = 5              std-dev points counted as balanced
   vcpu.max_moves = 64             most pin changes per interval
+  vcpu.confirm_intervals = 2      intervals a small imbalance must last before pins change
   vcpu.cpus = 0-3,8               pCPUs to use (default: all online)
   vcpu.smoothing = 0.5            EWMA weight of the newest usage sample
   memory.target_free_mib = 100    free memory per guest

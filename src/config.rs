@@ -25,6 +25,7 @@
 //! |-----|-------|---------|
 //! | `vcpu.threshold` | std-dev of pCPU loads (points) at or below which nothing moves; number ≥ 0 | 5 |
 //! | `vcpu.max_moves` | most pin changes per interval; integer ≥ 1 | 64 |
+//! | `vcpu.confirm_intervals` | intervals a small imbalance (≤ 2 × threshold) must persist before pins change; integer ≥ 1 | 2 |
 //! | `vcpu.cpus` | pCPUs to use, a CPU list such as `0-3,8` | all online |
 //! | `vcpu.smoothing` | EWMA weight of the newest usage sample; 0 < x ≤ 1 | 0.5 |
 //! | `memory.target_free_mib` | free memory each guest should keep (MiB) | 100 |
@@ -73,6 +74,8 @@ pub struct Config {
     pub vcpu_threshold: Option<f64>,
     /// `vcpu.max_moves`.
     pub vcpu_max_moves: Option<usize>,
+    /// `vcpu.confirm_intervals`.
+    pub vcpu_confirm: Option<u32>,
     /// `vcpu.cpus`, sorted and distinct.
     pub vcpu_cpus: Option<Vec<u32>>,
     /// `vcpu.smoothing`.
@@ -111,6 +114,9 @@ impl Config {
         }
         if let Some(v) = self.vcpu_max_moves {
             c.max_moves = v;
+        }
+        if let Some(v) = self.vcpu_confirm {
+            c.confirm = v;
         }
         if let Some(v) = &self.vcpu_cpus {
             c.cpus = Some(v.clone());
@@ -226,6 +232,13 @@ fn set(cfg: &mut Config, key: &str, value: &str) -> Result<(), String> {
             }
             cfg.vcpu_max_moves =
                 Some(usize::try_from(n).map_err(|_| bad(key, value, "too large"))?);
+        }
+        "vcpu.confirm_intervals" => {
+            let n = integer(key, value)?;
+            if n < 1 {
+                return Err(bad(key, value, "expected an integer >= 1"));
+            }
+            cfg.vcpu_confirm = Some(u32::try_from(n).map_err(|_| bad(key, value, "too large"))?);
         }
         "vcpu.cpus" => {
             let cpus = parse_cpu_list(value).map_err(|e| format!("bad value for {key}: {e}"))?;
