@@ -124,14 +124,11 @@ pub fn run(opts: Options) -> Result<(), String> {
     // Reconnect attempts back off from 0.5 s, doubling, but never wait
     // longer than the shortest loop interval (nor 8 s), so a daemon that is
     // back is found within about one interval.
-    let shortest = [
-        st.opts.vcpu.as_ref().map(|(i, _)| *i),
-        st.opts.memory.as_ref().map(|(i, _)| *i),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .unwrap_or(Duration::from_secs(8));
+    let shortest = [st.interval(Loop::Vcpu), st.interval(Loop::Memory)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(8));
     let max_backoff = shortest.clamp(Duration::from_secs(1), Duration::from_secs(8));
     let mut backoff = Duration::from_millis(500);
     let mut next_retry = Instant::now();
@@ -176,8 +173,8 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         if let Some(c) = conn.as_ref() {
-            let due = st.opts.vcpu.is_some() && now >= next_vcpu
-                || st.opts.memory.is_some() && now >= next_mem;
+            let due = st.interval(Loop::Vcpu).is_some() && now >= next_vcpu
+                || st.interval(Loop::Memory).is_some() && now >= next_mem;
             let mut lost = None;
             if due {
                 // A local check of the RPC client: no round trip.
@@ -193,36 +190,11 @@ pub fn run(opts: Options) -> Result<(), String> {
                     Err(e) => lost = Some(e),
                 }
             }
-            if let Some(interval) = st
-                .opts
-                .vcpu
-                .as_ref()
-                .map(|(i, _)| *i)
-                .filter(|_| lost.is_none())
-            {
-                if now >= next_vcpu {
-                    let result = st.vcpu_tick(c);
-                    st.publish();
-                    // Measured after the tick: an interval that stalled in
-                    // libvirt is followed by a full interval, never by a
-                    // burst of catch-up intervals with tiny time deltas.
-                    next_vcpu = advance(next_vcpu, interval, Instant::now());
-                    if let Err(e) = result {
-                        lost = st.tick_failed("vcpu", e);
-                    }
-                }
+            if lost.is_none() {
+                lost = st.run_if_due(Loop::Vcpu, c, &mut next_vcpu, now);
             }
             if lost.is_none() {
-                if let Some(interval) = st.opts.memory.as_ref().map(|(i, _)| *i) {
-                    if now >= next_mem {
-                        let result = st.mem_tick(c);
-                        st.publish();
-                        next_mem = advance(next_mem, interval, Instant::now());
-                        if let Err(e) = result {
-                            lost = st.tick_failed("memory", e);
-                        }
-                    }
-                }
+                lost = st.run_if_due(Loop::Memory, c, &mut next_mem, now);
             }
             if let Some(e) = lost {
                 st.opts
@@ -234,13 +206,12 @@ pub fn run(opts: Options) -> Result<(), String> {
             }
         }
         // Sleep until the next deadline, in short slices (signals).
-        let mut wake = next_vcpu.min(next_mem);
-        if st.opts.vcpu.is_none() {
-            wake = next_mem;
-        }
-        if st.opts.memory.is_none() {
-            wake = next_vcpu;
-        }
+        let mut wake = [(Loop::Vcpu, next_vcpu), (Loop::Memory, next_mem)]
+            .into_iter()
+            .filter(|(l, _)| st.interval(*l).is_some())
+            .map(|(_, t)| t)
+            .min()
+            .unwrap_or(next_retry);
         if conn.is_none() {
             wake = wake.min(next_retry);
         }
@@ -273,7 +244,47 @@ fn connect(opts: &Options) -> Result<Connection, Error> {
     }
 }
 
+/// The two control loops sharing the timeline.
+#[derive(Debug, Clone, Copy)]
+enum Loop {
+    Vcpu,
+    Memory,
+}
+
 impl State {
+    /// The loop's interval, if this process runs it.
+    fn interval(&self, l: Loop) -> Option<Duration> {
+        match l {
+            Loop::Vcpu => self.opts.vcpu.as_ref().map(|(i, _)| *i),
+            Loop::Memory => self.opts.memory.as_ref().map(|(i, _)| *i),
+        }
+    }
+
+    /// Runs loop `l` if it is configured and its deadline `next` has come,
+    /// then sets the next deadline, measured after the tick: an interval
+    /// that stalled in libvirt is followed by a full interval, never by a
+    /// burst of catch-up intervals with tiny time deltas. Returns the error
+    /// when the connection was lost.
+    fn run_if_due(
+        &mut self,
+        l: Loop,
+        conn: &Connection,
+        next: &mut Instant,
+        now: Instant,
+    ) -> Option<Error> {
+        let interval = self.interval(l)?;
+        if now < *next {
+            return None;
+        }
+        let (name, result) = match l {
+            Loop::Vcpu => ("vcpu", self.vcpu_tick(conn)),
+            Loop::Memory => ("memory", self.mem_tick(conn)),
+        };
+        self.publish();
+        *next = advance(*next, interval, Instant::now());
+        result.err().and_then(|e| self.tick_failed(name, e))
+    }
+
     /// Hands the current figures to the metrics thread.
     fn publish(&mut self) {
         let counts = virt::call_counts();
@@ -393,7 +404,7 @@ impl State {
         // Usage is Δ CPU time / Δ wall time since the previous sample: a
         // window far shorter than the interval is noise, one far longer
         // (libvirt stalled) averages over conditions that may be gone.
-        let interval = self.opts.vcpu.as_ref().map(|(i, _)| *i).unwrap_or_default();
+        let interval = self.interval(Loop::Vcpu).unwrap_or_default();
         if let Some(prev) = self.last_vcpu_sample {
             let gap = t0.saturating_duration_since(prev);
             if gap < interval / 2 {
@@ -505,11 +516,8 @@ impl State {
         let t0 = Instant::now();
         self.mem_ticks += 1;
         let period = self
-            .opts
-            .memory
-            .as_ref()
-            .map(|(i, _)| i.as_secs_f64().round().clamp(1.0, 10.0) as u32)
-            .unwrap_or(2);
+            .interval(Loop::Memory)
+            .map_or(2, |i| i.as_secs_f64().round().clamp(1.0, 10.0) as u32);
         let doms = self.read(
             "memory",
             conn,
