@@ -72,7 +72,8 @@
 //! - if a plan grows anything, `host_free_before − Σgrow + Σrelease ≥
 //!   host_reserve` (i.e. `host_free_after_kib ≥ host_reserve_kib`), where the
 //!   grants still in flight from earlier periods are also subtracted; when the
-//!   host starts below its reserve nothing is grown;
+//!   host starts below its reserve a grant is made only out of what donors
+//!   give back in the same plan (so the host's figure never goes down);
 //! - missing or stale stats: never shrunk; all domains in band with no
 //!   consumption: no action.
 //!
