@@ -1650,7 +1650,8 @@ def run_scenario(name, short=False, quiet_pending=False):
     for p in plots:
         print(f"   plot:   {p}")
     return {"name": name, "status": status, "report": report, "plots": plots, "boot": boot,
-            "duration": dur, "table": table}
+            "duration": dur, "table": table,
+            "fails": [f"{n}: {fig} (need {th})" for n, ok, fig, th in v.rows if not ok]}
 
 
 def cpu_table(s, guests, bw, aw):
@@ -1802,7 +1803,8 @@ def selftest():
     for p in plots:
         print(f"   plot:   {p}")
     return {"name": "selftest", "status": status, "duration": dur, "boot": boot,
-            "report": os.path.join(outdir, "report.md"), "plots": plots}
+            "report": os.path.join(outdir, "report.md"), "plots": plots,
+            "fails": [f"{n}: {fig} (need {th})" for n, ok, fig, th in v.rows if not ok]}
 
 
 def scenario_names():
@@ -1814,6 +1816,8 @@ def summary(results):
     for r in results:
         extra = f" ({r['duration']:.0f} s)" if "duration" in r else f" — {r.get('why', '')}"
         print(f"   {r['status']:8s} {r['name']}{extra}")
+        for f in r.get("fails", []):
+            print(f"            failed: {f}")
         print(f"            report: {r['report']}")
         for p in r.get("plots", []):
             print(f"            plot:   {p}")
