@@ -8,6 +8,9 @@
  *   idle[:S]          sleep S s (no S: forever)
  *   cpu[:S]           every online CPU 100 % busy for S s (no S: forever)
  *   duty:P[:S]        every online CPU P % busy (100 ms period) for S s
+ *        pin            (option of cpu/duty) thread i stays on CPU i, so each
+ *                       vCPU carries one thread's load; without it the guest
+ *                       kernel moves the threads between its vCPUs
  *   mem[:S]           grow anonymous memory, options:
  *        grow=MBPS      growth rate in MiB/s (default 15), each page touched
  *        upto=MB|max    stop growing at MB MiB (max: until allocation fails)
@@ -73,10 +76,17 @@ static long meminfo_mib(const char *key) {
 }
 
 /* ---- CPU load ---------------------------------------------------------- */
-struct burn { double end; int pct; };
+struct burn { double end; int pct; int pin; long cpu; };
 static void *burner(void *arg) {
   struct burn *b = arg;
   volatile unsigned long x = 0;
+  if (b->pin) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(b->cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+      say("cannot pin thread to cpu %ld", b->cpu);
+  }
   const double period = 0.1;
   for (;;) {
     double start = now();
@@ -88,14 +98,17 @@ static void *burner(void *arg) {
   }
   return NULL;
 }
-static void cpu_phase(double secs, int pct) {
+static void cpu_phase(double secs, int pct, int pin) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
-  struct burn b = {secs > 0 ? now() + secs : -1, pct};
-  say("phase cpu pct=%d threads=%ld secs=%.0f", pct, n, secs);
-  pthread_t th[256];
+  say("phase cpu pct=%d threads=%ld secs=%.0f pin=%d", pct, n, secs, pin);
+  static pthread_t th[256];
+  static struct burn b[256];
   if (n > 256) n = 256;
-  for (long i = 0; i < n; i++) pthread_create(&th[i], NULL, burner, &b);
+  for (long i = 0; i < n; i++) {
+    b[i] = (struct burn){secs > 0 ? now() + secs : -1, pct, pin, i};
+    pthread_create(&th[i], NULL, burner, &b[i]);
+  }
   for (long i = 0; i < n; i++) pthread_join(th[i], NULL);
   say("phase cpu done");
 }
@@ -186,13 +199,18 @@ int main(int argc, char **argv) {
       say("phase idle secs=%.0f", secs);
       if (secs < 0) break;
       sleep_s(secs);
-    } else if (strcmp(tok, "cpu") == 0) {
-      cpu_phase(a1 ? atof(a1) : -1, 100);
-    } else if (strcmp(tok, "duty") == 0) {
-      int pct = a1 ? atoi(a1) : 30;
+    } else if (strcmp(tok, "cpu") == 0 || strcmp(tok, "duty") == 0) {
+      int duty = strcmp(tok, "duty") == 0;
+      int pct = duty ? (a1 ? atoi(a1) : 30) : 100;
+      double secs = duty ? (a2 ? atof(a2) : -1) : (a1 ? atof(a1) : -1);
       if (pct < 1) pct = 1;
       if (pct > 100) pct = 100;
-      cpu_phase(a2 ? atof(a2) : -1, pct);
+      int pin = 0;
+      while (i + 1 < nt && !is_kind(toks[i + 1])) {
+        if (strcmp(toks[++i], "pin") == 0) pin = 1;
+        else say("unknown cpu option '%s'", toks[i]);
+      }
+      cpu_phase(secs, pct, pin);
     } else if (strcmp(tok, "mem") == 0) {
       struct memopt o = {15, -1, 48, 15, 10, a1 ? atof(a1) : -1, 0};
       while (i + 1 < nt && !is_kind(toks[i + 1])) {
