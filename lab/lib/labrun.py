@@ -1638,11 +1638,19 @@ def run_scenario(name, short=False, quiet_pending=False):
         f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n\n")
         f.write("Samples: vcpu.csv, pcpu.csv (1 s), mem.csv, host_mem.csv (2 s); kvmsched output: "
                 "kvmsched.log; guest consoles: serial-*.log\n")
-    print(f"\n== {name}: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
-    for n_ in fault_notes:
-        print(f"   {n_}")
+    notes = list(fault_notes)
     if sc.kind == "cpu":
-        print(f"   pin changes after kvmsched start: {info['pin_changes_total'][0]} ({info['pin_changes_total'][1]})")
+        notes.append(f"pin changes after kvmsched start: {info['pin_changes_total'][0]} "
+                     f"({info['pin_changes_total'][1]})")
+    return outcome(name, status, dur, boot, v, table, report, plots, notes)
+
+
+def outcome(name, status, dur, boot, v, table, report, plots, notes=()):
+    """Prints one run's verdict (notes, criteria, figures, where the report and plots are) and
+    returns it for the summary, failed criteria included."""
+    print(f"\n== {name}: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
+    for n_ in notes:
+        print(f"   {n_}")
     for n, ok, fig, th in v.rows:
         print(f"   [{'PASS' if ok else 'FAIL'}] {n}: {fig} (need {th})")
     print(table)
@@ -1795,16 +1803,7 @@ def selftest():
                 f"- slowest boot to workload {boot:.1f} s; run took {dur:.0f} s; accel {ACCEL}; "
                 f"sampler gaps {s.errors}\n\n## Criteria\n\n{v.md()}\n\n## Figures\n\n{table}\n\n## Plots\n\n")
         f.write("\n".join(f"- ![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n")
-    print(f"\n== selftest: {status} ({dur:.0f} s, slowest boot {boot:.1f} s)")
-    for n, ok, fig, th in v.rows:
-        print(f"   [{'PASS' if ok else 'FAIL'}] {n}: {fig} (need {th})")
-    print(table)
-    print(f"   report: {os.path.join(outdir, 'report.md')}")
-    for p in plots:
-        print(f"   plot:   {p}")
-    return {"name": "selftest", "status": status, "duration": dur, "boot": boot,
-            "report": os.path.join(outdir, "report.md"), "plots": plots,
-            "fails": [f"{n}: {fig} (need {th})" for n, ok, fig, th in v.rows if not ok]}
+    return outcome("selftest", status, dur, boot, v, table, os.path.join(outdir, "report.md"), plots)
 
 
 def scenario_names():
