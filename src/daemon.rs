@@ -227,7 +227,7 @@ pub fn run(opts: Options) -> Result<(), String> {
 
 /// Next deadline after `prev`: keeps the cadence, but never schedules in the
 /// past (a slow interval skips ahead instead of bursting).
-pub(crate) fn advance(prev: Instant, interval: Duration, now: Instant) -> Instant {
+fn advance(prev: Instant, interval: Duration, now: Instant) -> Instant {
     let next = prev + interval;
     if next <= now {
         now + interval

@@ -600,11 +600,15 @@ fn sigterm_ends_a_call_that_never_returns() {
     );
     let t = std::time::Instant::now();
     let (_out, err) = term(&mut child);
+    // The watchdog's message proves the stuck call was cut short (the fake
+    // daemon only lets go after 5 s); the bound is loose on purpose, the
+    // 0.9 s grace itself is a constant, not something to time on CI.
+    assert!(err.contains("did not return in time"), "{err}");
     assert!(
-        t.elapsed() < std::time::Duration::from_millis(1500),
+        t.elapsed() < std::time::Duration::from_secs(4),
         "took {:?}",
         t.elapsed()
     );
-    assert!(err.contains("did not return in time"), "{err}");
     drop(keep);
+    std::fs::remove_dir_all(&dir).ok();
 }
