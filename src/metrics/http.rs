@@ -1,10 +1,18 @@
 //! The HTTP side of `--metrics ADDR`: a listener answering `GET /metrics`
 //! from its own thread.
 //!
-//! The metrics thread waits in `poll(2)` on the listener; when clients are
-//! waiting it copies the last published figures and answers each pending
-//! connection in turn, within ~100 ms of I/O per connection. Nothing here
-//! panics on any input.
+//! The metrics thread waits in one `poll(2)` on the listener and on the
+//! clients it holds, all nonblocking. It answers a client once its request
+//! head is complete, rendering the figures last published by the daemon at
+//! that moment. The cost of bad clients is bounded:
+//! - a connection is closed `CONN_DEADLINE` after it was accepted;
+//! - at most `MAX_CLIENTS` are held; a new one closes the oldest that has
+//!   not sent its request;
+//! - when `accept` fails, for instance out of descriptors (EMFILE), the
+//!   listener rests for `ACCEPT_BACKOFF` instead of being retried at once.
+//!
+//! Nothing here panics on any input. There is no authentication: anyone who
+//! can reach the address can read the figures.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -14,10 +22,18 @@ use std::time::{Duration, Instant};
 use super::exposition::{render, Metrics};
 use super::Shared;
 
-/// I/O budget for one connection.
-const CONN_BUDGET: Duration = Duration::from_millis(100);
-/// Most connections answered by one `serve_pending` call.
-const MAX_CONNS_PER_CALL: usize = 16;
+/// Longest a client may take from being accepted to having been answered;
+/// past it the connection is closed.
+const CONN_DEADLINE: Duration = Duration::from_secs(5);
+/// Most client connections held at once. Accepting one more closes the
+/// oldest that has not sent its request yet.
+const MAX_CLIENTS: usize = 32;
+/// Most connections accepted per wake-up, so a flood of connects cannot
+/// keep the thread from the clients it holds.
+const MAX_ACCEPTS_PER_WAKE: usize = 64;
+/// How long the listener is left alone after `accept` ran out of
+/// descriptors (or failed otherwise), instead of retrying at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 /// Largest request head read (request line + headers).
 const MAX_REQUEST: usize = 8 * 1024;
 
@@ -58,115 +74,250 @@ impl MetricsServer {
         self.listener.local_addr().ok()
     }
 
-    /// Answers the connections already waiting (at most 16 per call, each
-    /// within ~100 ms of I/O), then returns. Never blocks on an idle
-    /// listener; errors of single connections are ignored.
-    fn serve_pending(&self, m: &Metrics) {
-        let mut body: Option<String> = None;
-        for _ in 0..MAX_CONNS_PER_CALL {
-            match self.listener.accept() {
-                Ok((stream, _)) => handle(stream, m, &mut body),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // WouldBlock: nothing pending. Anything else (EMFILE,
-                // ECONNABORTED…): try again on the next call.
-                Err(_) => break,
-            }
-        }
-    }
-}
-
-impl MetricsServer {
     /// Serves `/metrics` from its own thread, so a scrape is answered even
     /// while the daemon's thread is blocked in a libvirt call (a daemon
-    /// restarting, a stuck guest monitor). The thread waits in `poll(2)` on
-    /// the listener and copies the last published figures only when a
-    /// client is waiting.
+    /// restarting, a stuck guest monitor). Each answer renders the figures
+    /// last published in `shared`. The thread runs until the process ends.
     pub fn spawn(self, shared: Shared) -> Result<(), String> {
+        let mut serve = Serve::new(self.listener, CONN_DEADLINE);
         std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || loop {
-                let mut pfd = libc::pollfd {
-                    fd: self.listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd for the duration of the call.
-                let ready = unsafe { libc::poll(&mut pfd, 1, 500) };
-                if ready <= 0 {
-                    continue;
-                }
-                let snapshot = match shared.lock() {
-                    Ok(m) => m.clone(),
-                    // A panic elsewhere while holding the lock: the figures
-                    // are still plain data, serve them.
-                    Err(poisoned) => poisoned.into_inner().clone(),
-                };
-                self.serve_pending(&snapshot);
+                serve.step(&|| snapshot(&shared), None);
             })
             .map(|_| ())
             .map_err(|e| format!("cannot start the metrics thread: {e}"))
     }
 }
 
-/// Time left until `deadline`, or `None` if it has passed.
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-}
-
-fn handle(mut stream: TcpStream, m: &Metrics, body: &mut Option<String>) {
-    let deadline = Instant::now() + CONN_BUDGET;
-    if stream.set_nonblocking(false).is_err() {
-        return;
+/// A copy of the published figures.
+fn snapshot(shared: &Shared) -> Metrics {
+    match shared.lock() {
+        Ok(m) => m.clone(),
+        // A panic elsewhere while holding the lock: the figures are still
+        // plain data, serve them.
+        Err(poisoned) => poisoned.into_inner().clone(),
     }
-    let head = read_head(&mut stream, deadline);
-    let response = respond(&head, || body.get_or_insert_with(|| render(m)).clone());
-    write_all(&mut stream, &response, deadline);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// Reads until the end of the request head, `MAX_REQUEST` bytes, EOF, an
-/// error, or the deadline.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while buf.len() < MAX_REQUEST && !head_complete(&buf) {
-        let Some(left) = remaining(deadline) else {
-            break;
+/// Where a client connection is.
+enum Phase {
+    /// Reading the request head (bytes so far).
+    Reading(Vec<u8>),
+    /// Writing the response (bytes not yet sent).
+    Writing(Vec<u8>),
+}
+
+struct Client {
+    stream: TcpStream,
+    /// When it is closed if not answered by then.
+    deadline: Instant,
+    phase: Phase,
+}
+
+/// The metrics thread's state: the listener and the clients it holds, all
+/// nonblocking and waited on together in one `poll(2)`, so a client that
+/// connects and says nothing costs the others nothing.
+struct Serve {
+    listener: TcpListener,
+    clients: Vec<Client>,
+    /// Each client's budget from accept to answer.
+    conn_deadline: Duration,
+    /// The listener is not polled before this (after `accept` failed).
+    resting_until: Option<Instant>,
+}
+
+impl Serve {
+    fn new(listener: TcpListener, conn_deadline: Duration) -> Serve {
+        Serve {
+            listener,
+            clients: Vec::new(),
+            conn_deadline,
+            resting_until: None,
+        }
+    }
+
+    /// Waits once for the listener or a client (at most `max_wait`, if
+    /// given), then serves what is ready: reads request heads, answers
+    /// complete ones with `figures()` rendered, writes pending responses,
+    /// accepts new clients, and closes clients past their deadline.
+    fn step(&mut self, figures: &dyn Fn() -> Metrics, max_wait: Option<Duration>) {
+        let now = Instant::now();
+        self.clients.retain(|c| c.deadline > now);
+        if self.resting_until.is_some_and(|t| t <= now) {
+            self.resting_until = None;
+        }
+        let listening = self.resting_until.is_none();
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.clients.len() + 1);
+        for c in &self.clients {
+            let events = match c.phase {
+                Phase::Reading(_) => libc::POLLIN,
+                Phase::Writing(_) => libc::POLLOUT,
+            };
+            fds.push(pollfd(c.stream.as_raw_fd(), events));
+        }
+        if listening {
+            fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
+        }
+        let wake = self
+            .clients
+            .iter()
+            .map(|c| c.deadline)
+            .chain(self.resting_until)
+            .min()
+            .map(|t| t.saturating_duration_since(now));
+        let wait = match (wake, max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        if stream.set_read_timeout(Some(left)).is_err() {
-            break;
+        let timeout = wait.map_or(-1, |d| {
+            // Round up, so the wake-up is not a little early and spent
+            // finding nothing due.
+            libc::c_int::try_from(d.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+        });
+        let nfds = fds.len() as libc::nfds_t;
+        // SAFETY: `fds` is a valid array of `nfds` pollfd structs, alive and
+        // not otherwise borrowed for the duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+                // Cannot happen with valid arguments; never spin on it.
+                std::thread::sleep(ACCEPT_BACKOFF);
+            }
+            return;
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
+        let mut body: Option<String> = None;
+        let mut render_once = || body.get_or_insert_with(|| render(&figures())).clone();
+        for (c, fd) in self.clients.iter_mut().zip(&fds) {
+            if fd.revents != 0 {
+                c.advance(&mut render_once);
+            }
+        }
+        self.clients.retain(|c| !c.done());
+        if listening && fds.last().is_some_and(|fd| fd.revents != 0) {
+            self.accept(&mut render_once);
         }
     }
-    buf
+
+    /// Accepts waiting connections; on failure rests the listener.
+    fn accept(&mut self, render: &mut dyn FnMut() -> String) {
+        for _ in 0..MAX_ACCEPTS_PER_WAKE {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        self.drop_oldest_idle();
+                    }
+                    let mut c = Client {
+                        stream,
+                        deadline: Instant::now() + self.conn_deadline,
+                        phase: Phase::Reading(Vec::new()),
+                    };
+                    // The request is often there already: answer it now.
+                    c.advance(render);
+                    if !c.done() {
+                        self.clients.push(c);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    // Out of descriptors (EMFILE, ENFILE) or memory: the
+                    // connection stays queued and the listener stays
+                    // readable, so retrying now would spin. Free one of
+                    // our own descriptors and rest.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.drop_oldest_idle();
+                    }
+                    self.resting_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Closes the oldest client still sending its request, or if every
+    /// client is being answered, the oldest of all.
+    fn drop_oldest_idle(&mut self) {
+        let idle = self
+            .clients
+            .iter()
+            .position(|c| matches!(c.phase, Phase::Reading(_)));
+        if let Some(i) = idle.or((!self.clients.is_empty()).then_some(0)) {
+            self.clients.remove(i);
+        }
+    }
+}
+
+fn pollfd(fd: std::os::fd::RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+impl Client {
+    /// Reads or writes what the socket takes without blocking. A complete
+    /// head (or EOF, or `MAX_REQUEST` bytes) gets its response; a
+    /// response fully written, or an error, ends the connection.
+    fn advance(&mut self, render: &mut dyn FnMut() -> String) {
+        if let Phase::Reading(buf) = &mut self.phase {
+            let mut chunk = [0u8; 1024];
+            let end = loop {
+                if buf.len() >= MAX_REQUEST || head_complete(buf) {
+                    break true;
+                }
+                match self.stream.read(&mut chunk) {
+                    Ok(0) => break true,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                    Err(_) => {
+                        self.phase = Phase::Writing(Vec::new());
+                        return;
+                    }
+                }
+            };
+            if !end {
+                return;
+            }
+            let head = std::mem::take(buf);
+            self.phase = Phase::Writing(respond(&head, &mut *render));
+        }
+        if let Phase::Writing(data) = &mut self.phase {
+            while !data.is_empty() {
+                match self.stream.write(data) {
+                    Ok(0) => data.clear(),
+                    Ok(n) => {
+                        data.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                    Err(_) => data.clear(),
+                }
+            }
+            let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// Whether the connection is finished with (answered or failed).
+    fn done(&self) -> bool {
+        matches!(&self.phase, Phase::Writing(d) if d.is_empty())
+    }
 }
 
 fn head_complete(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
-}
-
-fn write_all(stream: &mut TcpStream, mut data: &[u8], deadline: Instant) {
-    while !data.is_empty() {
-        let Some(left) = remaining(deadline) else {
-            return;
-        };
-        if stream.set_write_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.write(data) {
-            Ok(0) => return,
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
-        }
-    }
 }
 
 /// The full HTTP response to the request head `head`; `body` renders the
@@ -252,7 +403,6 @@ mod tests {
     use super::*;
     use crate::metrics::check::check;
     use proptest::prelude::*;
-    use std::thread;
 
     #[test]
     fn addresses() {
@@ -287,36 +437,33 @@ mod tests {
         assert!(e.starts_with(&format!("cannot listen on {addr}: ")), "{e}");
     }
 
-    /// Sends `request` from a thread and serves until the reply arrives.
-    fn exchange(server: &MetricsServer, m: &Metrics, request: &'static [u8]) -> String {
+    /// A metrics thread serving `m`.
+    fn serve(m: Metrics) -> SocketAddr {
+        let server = MetricsServer::bind("127.0.0.1:0").unwrap();
         let addr = server.local_addr().unwrap();
-        let client = thread::spawn(move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(request).unwrap();
-            let mut out = Vec::new();
-            let _ = s.read_to_end(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        });
-        let start = Instant::now();
-        while !client.is_finished() && start.elapsed() < Duration::from_secs(5) {
-            server.serve_pending(m);
-            thread::sleep(Duration::from_millis(5));
-        }
-        client.join().unwrap()
+        server.spawn(Shared::new(m.into())).unwrap();
+        addr
+    }
+
+    /// Sends `request`, returns the whole reply.
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     #[test]
     fn loopback_get_metrics() {
-        let server = MetricsServer::bind("127.0.0.1:0").unwrap();
         let mut m = Metrics {
             pins_total: 12,
             ..Metrics::default()
         };
         m.domains.insert("web1".into(), Default::default());
         let resp = exchange(
-            &server,
-            &m,
+            serve(m.clone()),
             b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
         );
         let (head, body) = resp.split_once("\r\n\r\n").unwrap();
@@ -332,8 +479,7 @@ mod tests {
 
     #[test]
     fn loopback_other_requests() {
-        let server = MetricsServer::bind("127.0.0.1:0").unwrap();
-        let m = Metrics::default();
+        let addr = serve(Metrics::default());
         let cases: [(&'static [u8], &str); 7] = [
             (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 404 "),
             (b"GET /metrics?x=1 HTTP/1.0\n\n", "HTTP/1.1 200 "),
@@ -344,28 +490,95 @@ mod tests {
             (b"HEAD /metrics HTTP/1.1\r\n\r\n", "HTTP/1.1 200 "),
         ];
         for (req, want) in cases {
-            let resp = exchange(&server, &m, req);
+            let resp = exchange(addr, req);
             assert!(resp.starts_with(want), "{req:?} → {resp:?}");
         }
-        let resp = exchange(&server, &m, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        let resp = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
         assert!(resp.ends_with("\r\n\r\n"), "HEAD has no body: {resp:?}");
     }
 
-    #[test]
-    fn idle_and_silent_clients_do_not_block() {
+    /// A `Serve` on a loopback port, driven by the test itself.
+    fn serve_here(conn_deadline: Duration) -> (Serve, SocketAddr) {
         let server = MetricsServer::bind("127.0.0.1:0").unwrap();
-        let m = Metrics::default();
-        let t = Instant::now();
-        server.serve_pending(&m);
-        assert!(t.elapsed() < Duration::from_millis(50));
+        let addr = server.local_addr().unwrap();
+        (Serve::new(server.listener, conn_deadline), addr)
+    }
 
-        // A client that connects and says nothing costs ~100 ms at most.
-        let _silent = TcpStream::connect(server.local_addr().unwrap()).unwrap();
-        thread::sleep(Duration::from_millis(20));
+    /// Steps `serve` for up to 2 s, until `until` holds.
+    fn step_until(serve: &mut Serve, until: impl Fn(&Serve) -> bool) {
+        let start = Instant::now();
+        while !until(serve) && start.elapsed() < Duration::from_secs(2) {
+            serve.step(&Metrics::default, Some(Duration::from_millis(10)));
+        }
+    }
+
+    /// Whether the server closed `s` (EOF or reset), waiting up to 1 s.
+    fn closed(s: &mut TcpStream) -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        }
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_idle_client_is_closed() {
+        let (mut serve, addr) = serve_here(CONN_DEADLINE);
+        let mut idle: Vec<TcpStream> = (0..MAX_CLIENTS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        step_until(&mut serve, |s| s.clients.len() == MAX_CLIENTS);
+        assert_eq!(serve.clients.len(), MAX_CLIENTS);
+        let mut late = TcpStream::connect(addr).unwrap();
+        let late_addr = late.local_addr().ok();
+        step_until(&mut serve, |s| {
+            s.clients
+                .iter()
+                .any(|c| c.stream.peer_addr().ok() == late_addr)
+        });
+        assert_eq!(serve.clients.len(), MAX_CLIENTS);
+        assert!(closed(&mut idle[0]), "the oldest idle client is closed");
+        late.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        step_until(&mut serve, |s| s.clients.len() < MAX_CLIENTS);
+        let mut resp = String::new();
+        late.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
+        // The second oldest is still held.
+        idle[1].set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        assert!(matches!(idle[1].read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock));
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_at_its_deadline() {
+        let (mut serve, addr) = serve_here(Duration::from_millis(100));
+        let mut silent = TcpStream::connect(addr).unwrap();
+        step_until(&mut serve, |s| s.clients.len() == 1);
         let t = Instant::now();
-        server.serve_pending(&m);
-        let took = t.elapsed();
-        assert!(took < Duration::from_millis(500), "{took:?}");
+        step_until(&mut serve, |s| s.clients.is_empty());
+        assert!(serve.clients.is_empty());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(closed(&mut silent));
+    }
+
+    #[test]
+    fn a_request_in_pieces_is_answered() {
+        let (mut serve, addr) = serve_here(CONN_DEADLINE);
+        let mut c = TcpStream::connect(addr).unwrap();
+        for piece in [
+            &b"GET /met"[..],
+            b"rics HTTP/1.1\r\n",
+            b"Host: x\r\n",
+            b"\r\n",
+        ] {
+            c.write_all(piece).unwrap();
+            serve.step(&Metrics::default, Some(Duration::from_millis(20)));
+        }
+        step_until(&mut serve, |s| s.clients.is_empty());
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200 "), "{resp}");
     }
 
     #[test]
