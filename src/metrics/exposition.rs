@@ -22,6 +22,29 @@ pub struct LoopMetrics {
     /// Duration of the last interval's work (seconds); `None` before the
     /// first interval.
     pub last_duration_seconds: Option<f64>,
+    /// When the last interval completed (Unix time, seconds); `None` before
+    /// the first. A loop stuck in a call stops advancing it.
+    pub last_completed_unix_seconds: Option<f64>,
+}
+
+/// Figures read when a scrape is answered rather than published by the
+/// daemon: a daemon thread stuck inside a libvirt call publishes nothing,
+/// and these show that it is stuck.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Live {
+    /// The libvirt call in progress on the daemon's thread, and how long it
+    /// has been running (seconds).
+    pub call_in_progress: Option<(&'static str, f64)>,
+}
+
+impl Live {
+    /// Reads them now.
+    pub fn now() -> Live {
+        Live {
+            call_in_progress: crate::virt::call::in_progress()
+                .map(|p| (p.call, p.started.elapsed().as_secs_f64())),
+        }
+    }
 }
 
 /// Everything exposed; plain data the daemon updates.
@@ -126,8 +149,9 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-/// Renders `m` in the Prometheus text format 0.0.4.
-pub fn render(m: &Metrics) -> String {
+/// Renders `m`, and `live` read at the time of the scrape, in the
+/// Prometheus text format 0.0.4.
+pub fn render(m: &Metrics, live: &Live) -> String {
     let mut o = Out(String::with_capacity(2048 + 160 * m.domains.len()));
     o.family("build_info", "gauge", "kvmsched version, always 1.");
     o.sample("build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
@@ -198,6 +222,20 @@ pub fn render(m: &Metrics) -> String {
             o.sample("interval_duration_seconds", &[("loop", name)], d);
         }
     }
+    o.family(
+        "interval_last_completed_timestamp_seconds",
+        "gauge",
+        "When the last interval completed (Unix time), per loop.",
+    );
+    for (name, l) in [("vcpu", &m.vcpu), ("memory", &m.memory)] {
+        if let Some(t) = l.last_completed_unix_seconds {
+            o.sample(
+                "interval_last_completed_timestamp_seconds",
+                &[("loop", name)],
+                t,
+            );
+        }
+    }
 
     o.family(
         "domain_memory_actual_bytes",
@@ -245,6 +283,20 @@ pub fn render(m: &Metrics) -> String {
         "libvirt API calls that failed.",
         m.libvirt_errors_total as f64,
     );
+    o.family(
+        "libvirt_call_in_progress",
+        "gauge",
+        "The libvirt call the daemon is inside at the time of the scrape (1; no sample when none).",
+    );
+    if let Some((call, _)) = live.call_in_progress {
+        o.sample("libvirt_call_in_progress", &[("call", call)], 1.0);
+    }
+    o.scalar(
+        "libvirt_call_in_progress_seconds",
+        "gauge",
+        "How long the libvirt call in progress has been running (0 when none).",
+        live.call_in_progress.map_or(0.0, |(_, age)| age),
+    );
     o.scalar(
         "reconnects_total",
         "counter",
@@ -269,10 +321,12 @@ mod tests {
             vcpu: LoopMetrics {
                 intervals_total: 30,
                 last_duration_seconds: Some(0.004),
+                last_completed_unix_seconds: Some(1_764_590_400.25),
             },
             memory: LoopMetrics {
                 intervals_total: 29,
                 last_duration_seconds: None,
+                last_completed_unix_seconds: None,
             },
             memory_granted_kib_total: 4096,
             memory_released_kib_total: 1024,
@@ -303,7 +357,7 @@ mod tests {
     #[test]
     fn render_is_valid_and_complete() {
         let m = sample_metrics();
-        let text = render(&m);
+        let text = render(&m, &Live::default());
         let s = check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(find(&s, "kvmsched_connected", None), Some(1.0));
         assert_eq!(find(&s, "kvmsched_dry_run", None), Some(0.0));
@@ -373,8 +427,51 @@ mod tests {
     }
 
     #[test]
+    fn interval_completion_times_per_loop() {
+        let s = check(&render(&sample_metrics(), &Live::default())).unwrap();
+        let name = "kvmsched_interval_last_completed_timestamp_seconds";
+        assert_eq!(
+            find(&s, name, Some(("loop", "vcpu"))),
+            Some(1_764_590_400.25)
+        );
+        assert_eq!(find(&s, name, Some(("loop", "memory"))), None);
+    }
+
+    #[test]
+    fn render_with_and_without_a_call_in_progress() {
+        let m = sample_metrics();
+        let idle = render(&m, &Live::default());
+        let s = check(&idle).unwrap_or_else(|e| panic!("{e}\n{idle}"));
+        assert!(idle.contains("# TYPE kvmsched_libvirt_call_in_progress gauge\n"));
+        assert!(!s
+            .iter()
+            .any(|x| x.name == "kvmsched_libvirt_call_in_progress"));
+        assert_eq!(
+            find(&s, "kvmsched_libvirt_call_in_progress_seconds", None),
+            Some(0.0)
+        );
+
+        let stuck = Live {
+            call_in_progress: Some(("virDomainSetMemoryFlags", 42.5)),
+        };
+        let text = render(&m, &stuck);
+        let s = check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(text
+            .contains("\nkvmsched_libvirt_call_in_progress{call=\"virDomainSetMemoryFlags\"} 1\n"));
+        let calls: Vec<_> = s
+            .iter()
+            .filter(|x| x.name == "kvmsched_libvirt_call_in_progress")
+            .collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            find(&s, "kvmsched_libvirt_call_in_progress_seconds", None),
+            Some(42.5)
+        );
+    }
+
+    #[test]
     fn odd_domain_names_are_escaped() {
-        let text = render(&sample_metrics());
+        let text = render(&sample_metrics(), &Live::default());
         assert!(text.contains(
             r#"kvmsched_domain_memory_actual_bytes{domain="odd \"name\" \\ with\nnewline"} 2097152"#
         ));
@@ -393,7 +490,7 @@ mod tests {
 
     #[test]
     fn default_metrics_render_valid() {
-        let text = render(&Metrics::default());
+        let text = render(&Metrics::default(), &Live::default());
         check(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
 
@@ -409,7 +506,7 @@ mod tests {
             memory_granted_kib_total: u64::MAX,
             ..Metrics::default()
         };
-        check(&render(&m)).unwrap_or_else(|e| panic!("{e}"));
+        check(&render(&m, &Live::default())).unwrap_or_else(|e| panic!("{e}"));
     }
 
     proptest! {
@@ -419,7 +516,7 @@ mod tests {
             for (i, n) in names.iter().enumerate() {
                 m.domains.insert(n.clone(), DomainMetrics { actual_kib: i as u64, free_kib: Some(1) });
             }
-            let text = render(&m);
+            let text = render(&m, &Live::default());
             let s = check(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
             for n in &names {
                 prop_assert!(find(&s, "kvmsched_domain_memory_actual_bytes", Some(("domain", n))).is_some());

@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::exposition::{render, Metrics};
+use super::exposition::{render, Live, Metrics};
 use super::Shared;
 
 /// Longest a client may take from being accepted to having been answered;
@@ -187,7 +187,10 @@ impl Serve {
             return;
         }
         let mut body: Option<String> = None;
-        let mut render_once = || body.get_or_insert_with(|| render(&figures())).clone();
+        let mut render_once = || {
+            body.get_or_insert_with(|| render(&figures(), &Live::now()))
+                .clone()
+        };
         for (c, fd) in self.clients.iter_mut().zip(&fds) {
             if fd.revents != 0 {
                 c.advance(&mut render_once);
@@ -401,7 +404,7 @@ fn response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::check::check;
+    use crate::metrics::check::{check, find};
     use proptest::prelude::*;
 
     #[test]
@@ -473,8 +476,16 @@ mod tests {
             "{head}"
         );
         assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
-        assert_eq!(body, render(&m));
-        check(body).unwrap();
+        let s = check(body).unwrap();
+        assert_eq!(find(&s, "kvmsched_pins_total", None), Some(12.0));
+        assert_eq!(
+            find(
+                &s,
+                "kvmsched_domain_memory_actual_bytes",
+                Some(("domain", "web1"))
+            ),
+            Some(0.0)
+        );
     }
 
     #[test]
