@@ -669,6 +669,7 @@ fn a_scrape_during_a_stuck_call_shows_the_call_and_its_age() {
     let first = age(&scrape_metrics(&addr));
     std::thread::sleep(std::time::Duration::from_millis(500));
     let second = age(&scrape_metrics(&addr));
+    eprintln!("call in progress for {first} s, then {second} s");
     let (_out, err) = term(&mut child);
     assert!(first > 0.0, "{first}");
     assert!(second >= first + 0.4, "age grows: {first} then {second}");
