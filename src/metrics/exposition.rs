@@ -522,5 +522,45 @@ mod tests {
                 prop_assert!(find(&s, "kvmsched_domain_memory_actual_bytes", Some(("domain", n))).is_some());
             }
         }
+
+        #[test]
+        fn any_figures_render_valid(
+            loads in prop::collection::vec((any::<u32>(), any::<f64>()), 0..8),
+            stddev in any::<Option<f64>>(),
+            counters in any::<[u64; 8]>(),
+            seconds in any::<[Option<f64>; 4]>(),
+            flags in any::<(bool, bool)>(),
+            age in any::<Option<f64>>(),
+        ) {
+            let mut loads = loads;
+            loads.sort_by_key(|&(cpu, _)| cpu);
+            loads.dedup_by_key(|&mut (cpu, _)| cpu);
+            let m = Metrics {
+                pcpu_load: loads,
+                load_stddev: stddev,
+                pins_total: counters[0],
+                pin_failures_total: counters[1],
+                vcpu: LoopMetrics {
+                    intervals_total: counters[2],
+                    last_duration_seconds: seconds[0],
+                    last_completed_unix_seconds: seconds[1],
+                },
+                memory: LoopMetrics {
+                    intervals_total: counters[3],
+                    last_duration_seconds: seconds[2],
+                    last_completed_unix_seconds: seconds[3],
+                },
+                memory_granted_kib_total: counters[4],
+                memory_released_kib_total: counters[5],
+                libvirt_calls_total: counters[6],
+                libvirt_errors_total: counters[7],
+                connected: flags.0,
+                dry_run: flags.1,
+                ..Metrics::default()
+            };
+            let live = Live { call_in_progress: age.map(|a| ("virDomainGetVcpus", a.abs())) };
+            let text = render(&m, &live);
+            check(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        }
     }
 }
