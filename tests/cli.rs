@@ -612,3 +612,100 @@ fn sigterm_ends_a_call_that_never_returns() {
     drop(keep);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The body of one `GET /metrics` from `addr`.
+fn scrape_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{resp}");
+    body.to_string()
+}
+
+#[test]
+fn a_scrape_during_a_stuck_call_shows_the_call_and_its_age() {
+    use kvmsched::metrics::check::{check, find};
+    // A "daemon" that accepts the connection and never answers: kvmsched
+    // stays inside virConnectOpen, publishing nothing.
+    let dir = std::env::temp_dir().join(format!("kvmsched-stuck-m-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("libvirt-sock");
+    std::fs::remove_file(&sock).ok();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let keep = std::thread::spawn(move || {
+        let held = listener.accept();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let mut child = spawn(&["-c", &uri, "--metrics", "127.0.0.1:0", "run"]);
+    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .expect("address")
+        .to_string();
+    let age = |body: &str| {
+        let s = check(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        assert_eq!(
+            find(
+                &s,
+                "kvmsched_libvirt_call_in_progress",
+                Some(("call", "virConnectOpen"))
+            ),
+            Some(1.0),
+            "{body}"
+        );
+        find(&s, "kvmsched_libvirt_call_in_progress_seconds", None).expect("age")
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let first = age(&scrape_metrics(&addr));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = age(&scrape_metrics(&addr));
+    eprintln!("call in progress for {first} s, then {second} s");
+    let (_out, err) = term(&mut child);
+    assert!(first > 0.0, "{first}");
+    assert!(second >= first + 0.4, "age grows: {first} then {second}");
+    assert!(!err.contains("panicked"), "{err}");
+    drop(keep);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_daemon_scrape_passes_the_strict_checker() {
+    let mut child = spawn(&[
+        "-c",
+        "test:///default",
+        "--metrics",
+        "127.0.0.1:0",
+        "run",
+        "--vcpu-interval",
+        "0.2",
+        "--memory-interval",
+        "0.2",
+    ]);
+    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .expect("address")
+        .to_string();
+    wait_for_line(&mut child, " vcpu: ").expect("a vCPU interval");
+    wait_for_line(&mut child, " memory: ").expect("a memory interval");
+    let body = scrape_metrics(&addr);
+    let (_out, err) = term(&mut child);
+    let s = kvmsched::metrics::check::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert!(
+        s.iter().any(|x| x.name == "kvmsched_pcpu_load_ratio"),
+        "{body}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,10 +1,12 @@
 //! The one path every libvirt call goes through: sentinel check, error
-//! capture, call counting and the `--trace` audit line.
+//! capture, call counting, the record of the call in progress and the
+//! `--trace` audit line.
 
 use std::cell::Cell;
 use std::io::Write as _;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use super::error::{Error, Result};
@@ -15,6 +17,57 @@ static FAILURES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static THREAD_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The calls that have started and not yet returned, in the order they
+/// started, each with the token that removes it.
+static IN_PROGRESS: Mutex<Vec<(u64, InProgress)>> = Mutex::new(Vec::new());
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
+
+/// A libvirt call that has started and not yet returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InProgress {
+    /// The C function called, e.g. `virDomainSetMemoryFlags`.
+    pub call: &'static str,
+    /// When it was entered.
+    pub started: Instant,
+}
+
+/// The libvirt call in progress on the daemon's thread, if any.
+///
+/// In the daemon only its main thread calls libvirt (the metrics and
+/// stop-watchdog threads make no calls), so this is the call that thread
+/// is inside, and a call that does not return stays visible here while
+/// the loop publishes nothing. Any other thread may read it; the metrics
+/// thread does at each scrape. When several threads call libvirt at once
+/// (tests), this is the one that started first.
+pub fn in_progress() -> Option<InProgress> {
+    let calls = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+    calls.first().map(|&(_, p)| p)
+}
+
+/// Records a call as in progress until dropped (also when `f` unwinds).
+struct Entered(u64);
+
+impl Entered {
+    fn new(call: &'static str, started: Instant) -> Entered {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        IN_PROGRESS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((token, InProgress { call, started }));
+        Entered(token)
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // A poisoned lock still guards a valid Vec; never panic here.
+        let mut calls = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = calls.iter().position(|&(t, _)| t == self.0) {
+            calls.remove(i);
+        }
+    }
 }
 
 /// Turns the audit trail on or off: one stderr line per libvirt call with its
@@ -157,9 +210,10 @@ impl<T> Check for *const T {
     }
 }
 
-/// Makes one libvirt call: runs `f`, checks its result against `sentinel`,
-/// copies libvirt's error on failure (same thread, right away), counts it and
-/// writes the trace line. `args` is only evaluated when tracing.
+/// Makes one libvirt call: runs `f` (recorded for [`in_progress`] while it
+/// runs), checks its result against `sentinel`, copies libvirt's error on
+/// failure (same thread, right away), counts it and writes the trace line.
+/// `args` is only evaluated when tracing.
 pub(crate) fn checked<R: Check>(
     call: &'static str,
     target: Option<&str>,
@@ -167,8 +221,10 @@ pub(crate) fn checked<R: Check>(
     args: impl FnOnce() -> String,
     f: impl FnOnce() -> R,
 ) -> Result<R> {
-    let start = trace_enabled().then(Instant::now);
+    let started = Instant::now();
+    let entered = Entered::new(call, started);
     let raw = f();
+    drop(entered);
     CALLS.fetch_add(1, Ordering::Relaxed);
     THREAD_CALLS.with(|c| c.set(c.get() + 1));
     let result = if raw.failed(sentinel) {
@@ -177,8 +233,8 @@ pub(crate) fn checked<R: Check>(
     } else {
         Ok(raw)
     };
-    if let Some(start) = start {
-        let micros = start.elapsed().as_micros();
+    if trace_enabled() {
+        let micros = started.elapsed().as_micros();
         let mut parts: Vec<String> = target.map(str::to_owned).into_iter().collect();
         let a = args();
         if !a.is_empty() {
@@ -197,4 +253,71 @@ pub(crate) fn checked<R: Check>(
         writeln!(std::io::stderr().lock(), "{line}").ok();
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Whether a call named `call` is in progress on any thread.
+    fn running(call: &str) -> bool {
+        let calls = IN_PROGRESS.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.iter().any(|(_, p)| p.call == call)
+    }
+
+    #[test]
+    fn a_call_is_in_progress_exactly_while_it_runs() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let before = Instant::now();
+        let caller = std::thread::spawn(move || {
+            checked(
+                "testSlowCall",
+                None,
+                Sentinel::Negative,
+                String::new,
+                || -> c_int {
+                    rx.recv().ok();
+                    0
+                },
+            )
+        });
+        let start = Instant::now();
+        while !running("testSlowCall") && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(running("testSlowCall"));
+        let seen = in_progress().expect("a call in progress");
+        let mine = IN_PROGRESS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, p)| p.call == "testSlowCall")
+            .map(|&(_, p)| p)
+            .unwrap();
+        assert!(mine.started >= before);
+        // The oldest call is reported.
+        assert!(seen.started <= mine.started);
+        tx.send(()).unwrap();
+        assert!(caller.join().unwrap().is_ok());
+        assert!(!running("testSlowCall"), "cleared when the call returned");
+    }
+
+    #[test]
+    fn a_call_that_unwinds_is_cleared_too() {
+        let r = std::panic::catch_unwind(|| {
+            checked(
+                "testUnwindingCall",
+                None,
+                Sentinel::Never,
+                String::new,
+                || -> c_int {
+                    assert!(running("testUnwindingCall"));
+                    panic!("unwinds out of the call");
+                },
+            )
+        });
+        assert!(r.is_err());
+        assert!(!running("testUnwindingCall"));
+    }
 }
