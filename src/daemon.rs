@@ -565,7 +565,7 @@ impl State {
             self.opts.log.detail("memory", &format!("{name}: {note}"));
         }
         let mut failed = Vec::new();
-        for a in &plan.actions {
+        for a in plan.actions() {
             let event = self
                 .opts
                 .log
@@ -617,12 +617,12 @@ impl State {
                 .obj("memory")
                 .str("event", "interval")
                 .uint("host_free_kib", host.kib)
-                .uint("actions", plan.actions.len() as u64)
+                .uint("actions", plan.actions().count() as u64)
                 .uint("granted_kib", plan.granted_kib())
                 .uint("released_kib", plan.released_kib()),
             &format!(
                 "{plan}{}",
-                if self.opts.dry_run && !plan.actions.is_empty() {
+                if self.opts.dry_run && plan.actions().next().is_some() {
                     " (dry run: nothing applied)"
                 } else {
                     ""
