@@ -4,8 +4,12 @@
 //! Pure: plain snapshots in ([`DomainMem`], [`HostMem`]), a plan out
 //! ([`MemPlan`]). No libvirt types, no I/O. The adapter reads
 //! `virDomainMemoryStats`/bulk stats and `virNodeGetMemoryStats`, calls
-//! [`Coordinator::plan`] and applies each [`SetMemory`] with
-//! `virDomainSetMemoryFlags(..., VIR_DOMAIN_AFFECT_LIVE)`, in plan order.
+//! [`Coordinator::plan`], applies the [`MemPlan::releases`], then the
+//! grants still funded by the releases that took effect
+//! ([`MemPlan::grants_funded`]), each with
+//! `virDomainSetMemoryFlags(..., VIR_DOMAIN_AFFECT_LIVE)`, and tells
+//! [`Coordinator::commit`] what was applied: the history holds applied
+//! changes only.
 //!
 //! # Layout
 //! [`Coordinator::plan`] runs the steps of a period in order: `observe`
@@ -264,17 +268,10 @@ impl Coordinator {
         self.prev_now_ms = prev;
     }
 
-    /// The adapter could not apply this domain's last action: forget the
-    /// changes still in flight so they are neither credited nor waited for.
-    pub fn action_failed(&mut self, uuid: &str) {
-        if let Some(h) = self.hist.get_mut(uuid) {
-            h.abandon_in_flight();
-            h.expected_actual_kib = h.observed_actual_kib;
-        }
-    }
-
     /// Plans one period. `now_ms`: monotonic host clock; `doms`: every
-    /// running domain (a UUID given twice is used once).
+    /// running domain (a UUID given twice is used once). Observes the
+    /// samples (the lag bookkeeping) but records no change: what is applied
+    /// is told to [`Coordinator::commit`].
     pub fn plan(&mut self, now_ms: u64, host: &HostMem, doms: &[DomainMem]) -> MemPlan {
         let period_ms = self.period_ms(now_ms);
         let mut notes = Vec::new();
@@ -294,14 +291,19 @@ impl Coordinator {
         // Fund the grants within the host reserve.
         let funded = fund::fund(cfg, host.free_kib, &doms, &evals, &mut notes);
 
-        // Remember what was asked.
-        for a in funded.releases.iter().chain(&funded.grants) {
+        MemPlan::new(host.free_kib, cfg.host_reserve_kib, &doms, funded, notes)
+    }
+
+    /// Records the changes that were applied at `now_ms` (those of the last
+    /// plan that took effect, e.g. [`MemPlan::releases`] that succeeded and
+    /// [`MemPlan::grants_funded`] by them): the history is what was applied,
+    /// so an action that failed or was never made leaves nothing in flight.
+    pub fn commit(&mut self, now_ms: u64, applied: &[SetMemory]) {
+        for a in applied {
             if let Some(h) = self.hist.get_mut(&a.uuid) {
                 h.record(now_ms, a);
             }
         }
-
-        MemPlan::new(host.free_kib, cfg.host_reserve_kib, &doms, funded, notes)
     }
 
     /// Time since the previous plan (clamped), or the default period.

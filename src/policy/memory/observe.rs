@@ -92,7 +92,6 @@ pub(super) fn observe(
 ) -> Observed {
     let first = !h.seen;
     h.seen = true;
-    h.observed_actual_kib = d.actual_kib;
     h.name.clone_from(&d.name);
     let note = |notes: &mut Notes, n| notes.push((d.name.clone(), n));
     let tol = cfg.settle_tolerance_kib;

@@ -61,8 +61,6 @@ pub(super) struct History {
     pub changes: Vec<Change>,
     /// Balloon size expected now if nobody else touched it.
     pub expected_actual_kib: u64,
-    /// Balloon size seen in the last period.
-    pub observed_actual_kib: u64,
     pub noted_no_stats: bool,
     pub noted_stale: bool,
 }

@@ -35,6 +35,13 @@ fn action<'a>(p: &'a MemPlan, name: &str) -> Option<&'a SetMemory> {
     p.actions().find(|a| a.name == name)
 }
 
+/// Plans one period and applies every action (the balloon calls succeed).
+fn run(c: &mut Coordinator, now_ms: u64, host: &HostMem, doms: &[DomainMem]) -> MemPlan {
+    let p = c.plan(now_ms, host, doms);
+    c.commit(now_ms, &acts(&p));
+    p
+}
+
 /// Releases then grants, as a list.
 fn acts(p: &MemPlan) -> Vec<SetMemory> {
     p.actions().cloned().collect()
@@ -72,7 +79,7 @@ impl Guest {
 #[test]
 fn first_sample_is_not_shrunk() {
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(0, &big_host(), &[dom("a", 1024, 2048, 300, 10)]);
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 1024, 2048, 300, 10)]);
     assert!(action(&p, "a").is_none());
     assert!(has_note(&p, "a", |n| *n == Note::Appeared));
 }
@@ -97,7 +104,7 @@ fn guest_with_300mb_free_releases_gradually_to_target() {
         let mut steps = Vec::new();
         let mut periods = 0;
         for k in 0..40u64 {
-            let p = c.plan(k * 2000, &big_host(), &[g.snapshot(100 + 2 * k)]);
+            let p = run(&mut c, k * 2000, &big_host(), &[g.snapshot(100 + 2 * k)]);
             if let Some(a) = action(&p, "a") {
                 assert!(!a.is_grow(), "{p}");
                 steps.push((a.from_kib - a.to_kib) / MIB);
@@ -134,7 +141,7 @@ fn short_guest_is_grown_to_at_least_target() {
         used_mib: 512 - KERNEL_MIB - 40,
     };
     // Growth is allowed on the very first sample.
-    let p = c.plan(0, &big_host(), &[g.snapshot(10)]);
+    let p = run(&mut c, 0, &big_host(), &[g.snapshot(10)]);
     let a = action(&p, "a").expect("grown");
     assert!(a.is_grow());
     assert!(matches!(a.reason, Reason::Grow { .. }));
@@ -149,8 +156,9 @@ fn release_stops_at_min_floor_and_per_domain_floor() {
     // (half of 74 MiB) would set 193 MiB, the floor keeps 200 MiB.
     let mut c = Coordinator::new(MemConfig::default());
     let d = dom("a", 230, 1024, 190, 1);
-    c.plan(0, &big_host(), std::slice::from_ref(&d));
-    let p = c.plan(
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
         2000,
         &big_host(),
         &[DomainMem {
@@ -165,8 +173,9 @@ fn release_stops_at_min_floor_and_per_domain_floor() {
     cfg.per_domain_floor.insert("b".into(), 1000 * MIB);
     let mut c = Coordinator::new(cfg);
     let d = dom("b", 1024, 2048, 500, 1);
-    c.plan(0, &big_host(), std::slice::from_ref(&d));
-    let p = c.plan(
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
         2000,
         &big_host(),
         &[DomainMem {
@@ -179,8 +188,9 @@ fn release_stops_at_min_floor_and_per_domain_floor() {
     // Already at the floor: nothing.
     let mut c = Coordinator::new(MemConfig::default());
     let d = dom("c", 200, 1024, 150, 1);
-    c.plan(0, &big_host(), std::slice::from_ref(&d));
-    let p = c.plan(
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
         2000,
         &big_host(),
         &[DomainMem {
@@ -194,13 +204,13 @@ fn release_stops_at_min_floor_and_per_domain_floor() {
 #[test]
 fn growth_never_exceeds_max() {
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(0, &big_host(), &[dom("a", 2000, 2048, 20, 1)]);
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 2000, 2048, 20, 1)]);
     let a = action(&p, "a").expect("grown");
     assert_eq!(a.to_kib, 2048 * MIB);
     assert!(has_note(&p, "a", |n| matches!(n, Note::AtMax { .. })));
     // At max: no action, noted.
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(0, &big_host(), &[dom("a", 2048, 2048, 20, 1)]);
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 2048, 2048, 20, 1)]);
     assert!(acts(&p).is_empty());
     assert!(has_note(&p, "a", |n| matches!(n, Note::AtMax { .. })));
 }
@@ -210,7 +220,8 @@ fn host_reserve_caps_grants_neediest_first() {
     // 50 MiB above the reserve; two guests want ~76 and ~96 MiB.
     let mut c = Coordinator::new(MemConfig::default());
     let host = host_mib(250);
-    let p = c.plan(
+    let p = run(
+        &mut c,
         0,
         &host,
         &[dom("x", 512, 2048, 40, 1), dom("y", 512, 2048, 20, 1)],
@@ -249,7 +260,7 @@ fn host_reserve_caps_grants_neediest_first() {
     ];
     for k in 0..20u64 {
         let snaps: Vec<_> = gs.iter().map(|g| g.snapshot(1 + 2 * k)).collect();
-        let p = c.plan(k * 2000, &host_mib(host_free), &snaps);
+        let p = run(&mut c, k * 2000, &host_mib(host_free), &snaps);
         if p.granted_kib() > 0 {
             assert!(p.host_free_after_kib >= 200 * MIB, "{p}");
         }
@@ -271,8 +282,9 @@ fn donors_release_first_and_toward_floor_when_host_short() {
     let host = host_mib(200);
     let donor = dom("donor", 2048, 4096, 400, 1);
     let needy = dom("needy", 512, 2048, 30, 1);
-    c.plan(0, &host_mib(10_000), std::slice::from_ref(&donor));
-    let p = c.plan(
+    run(&mut c, 0, &host_mib(10_000), std::slice::from_ref(&donor));
+    let p = run(
+        &mut c,
         2000,
         &host,
         &[
@@ -295,8 +307,9 @@ fn donors_release_first_and_toward_floor_when_host_short() {
     // still gives toward its floor (free → target), said in the notes.
     let mut c = Coordinator::new(MemConfig::default());
     let d = dom("d", 1024, 2048, 120, 1);
-    c.plan(0, &big_host(), std::slice::from_ref(&d));
-    let p = c.plan(
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
         2000,
         &host_mib(100),
         &[DomainMem {
@@ -335,7 +348,7 @@ fn missing_stats_never_resized_and_noted_once() {
     };
     let mut count = 0;
     for k in 0..5u64 {
-        let p = c.plan(k * 2000, &host_mib(100), &[blind(k), short(k)]);
+        let p = run(&mut c, k * 2000, &host_mib(100), &[blind(k), short(k)]);
         assert!(acts(&p).is_empty(), "{p:?}");
         count += p.notes.iter().filter(|(_, n)| *n == Note::NoStats).count();
     }
@@ -344,7 +357,8 @@ fn missing_stats_never_resized_and_noted_once() {
     // Stats but no balloon size (or no max): never resized either.
     let mut c = Coordinator::new(MemConfig::default());
     for k in 0..3u64 {
-        let p = c.plan(
+        let p = run(
+            &mut c,
             k * 2000,
             &big_host(),
             &[
@@ -369,10 +383,10 @@ fn stale_stats_never_resized() {
     let mut c = Coordinator::new(MemConfig::default());
     let fat = dom("fat", 4096, 8192, 3000, 7);
     let thin = dom("thin", 512, 2048, 60, 7);
-    c.plan(0, &big_host(), &[fat.clone(), thin.clone()]);
+    run(&mut c, 0, &big_host(), &[fat.clone(), thin.clone()]);
     for k in 1..4u64 {
         // last_update stuck at 7.
-        let p = c.plan(k * 2000, &big_host(), &[fat.clone(), thin.clone()]);
+        let p = run(&mut c, k * 2000, &big_host(), &[fat.clone(), thin.clone()]);
         assert!(acts(&p).is_empty(), "{p:?}");
         let stale = p
             .notes
@@ -382,7 +396,8 @@ fn stale_stats_never_resized() {
     }
     // Fresh again: the fat guest gives, the thin one (grown on its first
     // sample) is left alone.
-    let p = c.plan(
+    let p = run(
+        &mut c,
         8000,
         &big_host(),
         &[DomainMem {
@@ -405,7 +420,7 @@ fn steady_state_no_action() {
         ]
     };
     for k in 0..10u64 {
-        let p = c.plan(k * 2000, &big_host(), &ds(100 + 2 * k));
+        let p = run(&mut c, k * 2000, &big_host(), &ds(100 + 2 * k));
         assert!(acts(&p).is_empty(), "period {k}: {p}");
     }
 }
@@ -413,22 +428,24 @@ fn steady_state_no_action() {
 #[test]
 fn domains_vanish_and_appear() {
     let mut c = Coordinator::new(MemConfig::default());
-    c.plan(
+    run(
+        &mut c,
         0,
         &big_host(),
         &[dom("a", 1024, 2048, 300, 1), dom("b", 1024, 2048, 300, 1)],
     );
-    let p = c.plan(2000, &big_host(), &[dom("b", 1024, 2048, 300, 3)]);
+    let p = run(&mut c, 2000, &big_host(), &[dom("b", 1024, 2048, 300, 3)]);
     assert!(has_note(&p, "a", |n| *n == Note::Vanished));
     assert!(action(&p, "a").is_none());
     assert!(action(&p, "b").is_some());
     // "a" comes back (restarted): a new domain again, not shrunk at once.
-    let p = c.plan(4000, &big_host(), &[dom("a", 1024, 2048, 300, 5)]);
+    let p = run(&mut c, 4000, &big_host(), &[dom("a", 1024, 2048, 300, 5)]);
     assert!(has_note(&p, "a", |n| *n == Note::Appeared));
     assert!(has_note(&p, "b", |n| *n == Note::Vanished));
     assert!(acts(&p).is_empty());
     // A duplicate UUID is used once.
-    let p = c.plan(
+    let p = run(
+        &mut c,
         6000,
         &big_host(),
         &[dom("a", 1024, 2048, 300, 7), dom("a", 1024, 2048, 300, 7)],
@@ -440,11 +457,11 @@ fn domains_vanish_and_appear() {
 #[test]
 fn lagging_stats_do_not_double_grant() {
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
     let to = action(&p, "a").expect("grant").to_kib;
     // Balloon not there yet, fresh stats still from before: no new grant,
     // no shrink, pending noted.
-    let p = c.plan(2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
     assert!(acts(&p).is_empty(), "stacked: {p}");
     assert!(has_note(&p, "a", |n| matches!(
         n,
@@ -456,21 +473,31 @@ fn lagging_stats_do_not_double_grant() {
         actual_kib: to,
         ..dom("a", 512, 4096, 30, 5)
     };
-    let p = c.plan(4000, &big_host(), &[before]);
+    let p = run(&mut c, 4000, &big_host(), &[before]);
     assert!(acts(&p).is_empty(), "double grant: {p}");
     // Now the stats show it: in band, nothing.
-    let p = c.plan(6000, &big_host(), &[dom("a", at, 4096, 30 + at - 512, 7)]);
+    let p = run(
+        &mut c,
+        6000,
+        &big_host(),
+        &[dom("a", at, 4096, 30 + at - 512, 7)],
+    );
     assert!(acts(&p).is_empty(), "{p}");
 }
 
 #[test]
 fn balloon_that_never_moves_is_abandoned() {
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
     assert!(!acts(&p).is_empty());
     let mut timed_out = false;
     for k in 1..10u64 {
-        let p = c.plan(k * 2000, &big_host(), &[dom("a", 512, 4096, 30, 1 + 2 * k)]);
+        let p = run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[dom("a", 512, 4096, 30, 1 + 2 * k)],
+        );
         timed_out |= has_note(&p, "a", |n| matches!(n, Note::BalloonTimeout { .. }));
         if timed_out {
             // Abandoned: the still-short guest is asked again.
@@ -485,8 +512,8 @@ fn balloon_that_never_moves_is_abandoned() {
 #[test]
 fn grow_cuts_a_pending_release_short() {
     let mut c = Coordinator::new(MemConfig::default());
-    c.plan(0, &big_host(), &[dom("a", 1024, 2048, 400, 1)]);
-    let p = c.plan(2000, &big_host(), &[dom("a", 1024, 2048, 400, 3)]);
+    run(&mut c, 0, &big_host(), &[dom("a", 1024, 2048, 400, 1)]);
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 1024, 2048, 400, 3)]);
     let r = action(&p, "a").expect("release").clone();
     assert!(!r.is_grow());
     // The balloon has not moved yet and the guest suddenly needs memory.
@@ -494,7 +521,7 @@ fn grow_cuts_a_pending_release_short() {
         unused_kib: Some(20 * MIB),
         ..dom("a", 1024, 2048, 400, 5)
     };
-    let p = c.plan(4000, &big_host(), &[d]);
+    let p = run(&mut c, 4000, &big_host(), &[d]);
     let g = action(&p, "a").expect("grow");
     assert!(g.is_grow(), "{p}");
     assert_eq!(g.from_kib, 1024 * MIB);
@@ -504,30 +531,44 @@ fn grow_cuts_a_pending_release_short() {
 #[test]
 fn size_changed_by_someone_else_is_not_granted_twice() {
     let mut c = Coordinator::new(MemConfig::default());
-    c.plan(0, &big_host(), &[dom("a", 1024, 4096, 110, 1)]);
+    run(&mut c, 0, &big_host(), &[dom("a", 1024, 4096, 110, 1)]);
     // Someone set 2048 MiB; the stats still show the old balloon.
     let d = DomainMem {
         actual_kib: 2048 * MIB,
         ..dom("a", 1024, 4096, 90, 3)
     };
-    let p = c.plan(2000, &big_host(), &[d]);
+    let p = run(&mut c, 2000, &big_host(), &[d]);
     assert!(acts(&p).is_empty(), "{p}");
 }
 
 #[test]
-fn failed_action_is_forgotten() {
+fn uncommitted_plan_leaves_nothing_in_flight() {
     let mut c = Coordinator::new(MemConfig::default());
+    // Planned, never applied (the call failed or was not made).
     let p = c.plan(0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
-    assert!(!acts(&p).is_empty());
-    c.action_failed("uuid-a");
-    let p = c.plan(2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
-    assert!(action(&p, "a").is_some_and(SetMemory::is_grow), "{p}");
+    let first = action(&p, "a").expect("grant").clone();
+    // The next plan is neither blocked nor reduced by it.
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
+    assert_eq!(action(&p, "a"), Some(&first), "{p}");
+    // Only what was committed is in flight: no second grant now.
+    let p = run(&mut c, 4000, &big_host(), &[dom("a", 512, 4096, 30, 5)]);
+    assert!(acts(&p).is_empty(), "stacked on a committed grant: {p}");
+    // A release planned but not applied does not cut a later grant short
+    // nor count as freed memory.
+    let mut c = Coordinator::new(MemConfig::default());
+    run(&mut c, 0, &big_host(), &[dom("b", 1024, 2048, 400, 1)]);
+    let p = c.plan(2000, &big_host(), &[dom("b", 1024, 2048, 400, 3)]);
+    let r = action(&p, "b").expect("release").clone();
+    assert!(!r.is_grow());
+    let p = run(&mut c, 4000, &big_host(), &[dom("b", 1024, 2048, 400, 5)]);
+    assert_eq!(action(&p, "b"), Some(&r), "same release again: {p}");
 }
 
 #[test]
 fn one_line_report() {
     let mut c = Coordinator::new(MemConfig::default());
-    let p = c.plan(
+    let p = run(
+        &mut c,
         0,
         &big_host(),
         &[
@@ -653,7 +694,7 @@ proptest! {
                 doms.push((i, d));
             }
             let input: Vec<DomainMem> = doms.iter().map(|(_, d)| d.clone()).collect();
-            let plan = c.plan(k as u64 * 2000, &HostMem { free_kib: *host_free }, &input);
+            let plan = run(&mut c, k as u64 * 2000, &HostMem { free_kib: *host_free }, &input);
             for a in acts(&plan) {
                 let (i, d) = doms.iter().find(|(_, d)| d.uuid == a.uuid).expect("known domain");
                 let p = &ps[*i];
@@ -714,7 +755,7 @@ proptest! {
                     rss_kib: None,
                 }
             }).collect();
-            let plan = c.plan(k * 2000, &HostMem { free_kib: 4096 * MIB }, &doms);
+            let plan = run(&mut c, k * 2000, &HostMem { free_kib: 4096 * MIB }, &doms);
             prop_assert!(acts(&plan).is_empty(), "{}", plan);
         }
     }
@@ -835,7 +876,8 @@ fn simulate(period_ms: u64, phase_ms: u64) -> SimReport {
                     ..DomainMem::default()
                 },
             };
-            let p = c.plan(
+            let p = run(
+                &mut c,
                 t,
                 &HostMem {
                     free_kib: 20 * 1024 * MIB,
