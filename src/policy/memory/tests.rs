@@ -565,6 +565,34 @@ fn uncommitted_plan_leaves_nothing_in_flight() {
 }
 
 #[test]
+fn grants_funded_by_a_failed_release_are_rebudgeted() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // Host exactly at its reserve: the grant is funded by the donor only.
+    let donor = dom("donor", 2048, 4096, 400, 1);
+    run(&mut c, 0, &host_mib(10_000), std::slice::from_ref(&donor));
+    let doms = [
+        DomainMem {
+            last_update: Some(3),
+            ..donor
+        },
+        dom("needy", 512, 2048, 30, 1),
+    ];
+    let p = c.plan(2000, &host_mib(200), &doms);
+    assert_eq!((p.releases.len(), p.grants.len()), (1, 1), "{p}");
+    assert_eq!(p.grants_funded(p.released_kib()), p.grants);
+    // The release failed: nothing funds the grant.
+    assert!(p.grants_funded(0).is_empty(), "{p}");
+    // Half of it took effect: a grant of at most that half.
+    let half = p.released_kib() / 2;
+    let g = p.grants_funded(half);
+    assert_eq!(g.len(), 1);
+    assert!(g[0].to_kib - g[0].from_kib <= half, "{:?}", g[0]);
+    assert_eq!(g[0].from_kib, p.grants[0].from_kib);
+    // Claims beyond the planned releases fund nothing more.
+    assert_eq!(p.grants_funded(u64::MAX), p.grants);
+}
+
+#[test]
 fn one_line_report() {
     let mut c = Coordinator::new(MemConfig::default());
     let p = run(
@@ -727,6 +755,59 @@ proptest! {
                 prop_assert!(r < g, "a release after a grant");
             }
             prev = now_prev;
+        }
+    }
+
+    /// For any plan and any subset of its releases that took effect: the
+    /// grants re-funded by them keep the host at or above its reserve (when
+    /// it started there; when it started below, its figure does not go
+    /// down), and with every release effective they are the plan's grants.
+    /// What was applied is committed, as the daemon does.
+    #[test]
+    fn funded_grants_keep_the_reserve(
+        cfg in pcfg(),
+        periods in prop::collection::vec(
+            (0..4096 * MIB, prop::collection::vec(pdom(), 4), any::<u8>()), 1..8),
+    ) {
+        let mut c = Coordinator::new(cfg.clone());
+        let mut lus = [1000u64; 4];
+        for (k, (host_free, ps, mask)) in periods.iter().enumerate() {
+            let doms: Vec<DomainMem> = ps.iter().enumerate().filter(|(_, p)| p.present).map(|(i, p)| {
+                lus[i] += p.lu_step;
+                DomainMem {
+                    uuid: format!("u{i}"),
+                    name: format!("d{i}"),
+                    actual_kib: p.actual,
+                    max_kib: p.max,
+                    unused_kib: p.stats.then_some(p.unused),
+                    available_kib: Some(p.used + p.unused),
+                    usable_kib: None,
+                    last_update: Some(lus[i]),
+                    rss_kib: None,
+                }
+            }).collect();
+            let now = k as u64 * 2000;
+            let plan = c.plan(now, &HostMem { free_kib: *host_free }, &doms);
+            prop_assert_eq!(plan.grants_funded(plan.released_kib()), plan.grants.clone());
+            let effective: Vec<SetMemory> = plan.releases.iter().enumerate()
+                .filter(|(i, _)| mask & (1 << (i % 8)) != 0)
+                .map(|(_, a)| a.clone())
+                .collect();
+            let released: u64 = effective.iter().map(|a| a.from_kib - a.to_kib).sum();
+            let funded = plan.grants_funded(released);
+            let granted: u64 = funded.iter().map(|a| a.to_kib - a.from_kib).sum();
+            for (f, g) in funded.iter().zip(&plan.grants) {
+                prop_assert!(f.to_kib <= g.to_kib && f.from_kib == g.from_kib, "{} vs {}", f, g);
+            }
+            let after = i128::from(*host_free) - i128::from(granted) + i128::from(released);
+            if *host_free >= cfg.host_reserve_kib {
+                prop_assert!(after >= i128::from(cfg.host_reserve_kib),
+                    "host {} < reserve {}: {}", after, cfg.host_reserve_kib, plan);
+            } else {
+                prop_assert!(granted <= released, "host went down: {}", plan);
+            }
+            let applied: Vec<SetMemory> = effective.into_iter().chain(funded).collect();
+            c.commit(now, &applied);
         }
     }
 
