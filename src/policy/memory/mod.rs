@@ -22,13 +22,23 @@
 //! # Units
 //! **KiB everywhere** (libvirt's balloon and node stats are KiB; `1 MiB =
 //! 1024 KiB`, [`MIB`]). `last_update` is the balloon stats timestamp in
-//! seconds (QEMU stamps it when the guest's report arrives); `now_ms` is any
-//! monotonic host clock in milliseconds. The two clocks are never compared.
+//! seconds (QEMU stamps it with the host's wall clock when the guest's
+//! report arrives); `now_ms` is any monotonic host clock in milliseconds.
+//!
+//! # The clocks
+//! The wall clock may step either way (NTP, an operator), so `last_update`
+//! is trusted only to *change*: a sample is new when its `last_update`
+//! differs from the previous one, whichever way it moved. Ages (settle
+//! timeout, how long stats have stalled) are measured on `now_ms`. The
+//! interval between two samples is their `last_update` difference, unless
+//! it went back or ran more than a minute ahead of the monotonic time
+//! between them (a step, noted): then the monotonic time is used. A step
+//! therefore neither forgets a change in flight nor grants twice.
 //!
 //! # Figures per domain
 //! - `free = unused` (guest `MemFree`), `used = available − unused`. `used`
 //!   does not move when the balloon moves (the balloon shrinks `available`
-//!   too), so its change over the guest's `last_update` clock is the
+//!   too), so its change over the interval between samples is the
 //!   consumption rate; the largest of the last [`MemConfig::rate_window`]
 //!   positive rates is used (conservative for growth).
 //! - `floor = min(max_kib, max(min_floor, used + target_free, per-domain floor))`.
@@ -41,7 +51,7 @@
 //! it only on a later sample. Every change is remembered (`from → to`) until
 //! it is *reflected*: the balloon reached it (`actual` within
 //! [`MemConfig::settle_tolerance_kib`]) **and** a sample newer than the one
-//! seen at that moment arrived (`last_update` advanced past it). Until then a
+//! seen at that moment arrived (`last_update` changed since). Until then a
 //! sample may or may not include it, so:
 //! - growth estimate `= unused + Σ(to − from)` of unreflected changes (a grant
 //!   is not granted twice because the stats lag behind it);
@@ -55,11 +65,10 @@
 //! # Each period
 //! 1. **Trust only fresh stats.** Missing `unused`/`available`/`last_update`
 //!    (no balloon driver, no stats period): never resized, noted once.
-//!    `last_update` not advanced since the previous period (stale): never
+//!    `last_update` unchanged since the previous period (stale): never
 //!    shrunk, never grown (the previous decision already used that sample),
 //!    noted once per stale streak. First sample of a domain: may be grown,
-//!    not shrunk until its stats are seen advancing. `last_update` going
-//!    backwards (guest restarted): history dropped.
+//!    not shrunk until its stats are seen changing.
 //! 2. **Grow** when the projected free `growth estimate − horizon` is below
 //!    `target_free`: ask for `target + band/2 + horizon − growth estimate`
 //!    more (the shortfall plus the consumption over the look-ahead), on top
@@ -74,8 +83,10 @@
 //!    is already under its reserve), donors (fresh, settled domains above
 //!    their floor) are shrunk further toward their floor, most free first,
 //!    each still by at most `release_cap` per period, never below the target
-//!    free, only as much as is short (noted). Then grants are made neediest first (lowest projected
-//!    free), each capped by what is left of the budget (noted).
+//!    free, only as much as is short (noted). Then grants are made neediest
+//!    first (lowest projected free), each capped by what is left of the
+//!    budget (noted). When a release fails, [`MemPlan::grants_funded`]
+//!    re-funds the grants the same way out of the releases that took effect.
 //! 5. Changes smaller than `min_step_kib` are not issued.
 //!
 //! # Guarantees (checked by the property tests)
@@ -86,8 +97,11 @@
 //!   grants still in flight from earlier periods are also subtracted; when the
 //!   host starts below its reserve a grant is made only out of what donors
 //!   give back in the same plan (so the host's figure never goes down);
+//! - the same holds for [`MemPlan::grants_funded`] with any part of the
+//!   releases effective, and with all of them it returns the plan's grants;
 //! - missing or stale stats: never shrunk; all domains in band with no
-//!   consumption: no action.
+//!   consumption: no action;
+//! - a step of the host's wall clock either way mid-grant: no second grant.
 //!
 //! The host figure is the caller's (`free + buffers + cached` of
 //! `virNodeGetMemoryStats`, close to `MemAvailable`). Memory granted in

@@ -115,18 +115,26 @@ pub(super) fn observe(
     if first {
         note(notes, Note::Appeared);
     }
-    if h.prev_lu.is_some_and(|p| lu < p) {
-        note(notes, Note::StatsRestarted);
-        h.drop_samples();
+    // A new sample is one whose `last_update` changed, in either direction:
+    // it is host wall-clock time, so only its changes are trusted.
+    let freshness = match h.prev_lu {
+        None => Freshness::First,
+        Some(p) if p != lu => Freshness::Fresh,
+        Some(_) => Freshness::Stale,
+    };
+    if freshness != Freshness::Stale {
+        h.sample_no += 1;
     }
+    let seq = h.sample_no;
 
     // Balloon changes: reached, reflected, abandoned, or made by others.
     for c in h.changes.iter_mut() {
         if c.in_flight() && c.reached(d.actual_kib, tol) {
-            c.settled_lu = Some(lu);
+            c.settled_at = Some(seq);
         }
     }
-    h.changes.retain(|c| c.settled_lu.map_or(true, |s| lu <= s));
+    h.changes
+        .retain(|c| c.settled_at.map_or(true, |s| seq <= s));
     let oldest = h
         .changes
         .iter()
@@ -151,7 +159,7 @@ pub(super) fn observe(
             from_kib: h.expected_actual_kib,
             to_kib: d.actual_kib,
             issued_ms: None,
-            settled_lu: Some(lu),
+            settled_at: Some(seq),
         });
     }
     let pending = h.unsettled().map(|c| c.to_kib);
@@ -160,20 +168,18 @@ pub(super) fn observe(
 
     // Freshness and consumption rate.
     let used = available.saturating_sub(unused);
-    let freshness = match h.prev_lu {
-        None => Freshness::First,
-        Some(p) if lu > p => {
-            let dt = lu - p;
-            let rate = (signed(used) - signed(h.prev_used_kib)) / signed(dt);
-            h.rates.push_back(rate);
-            while h.rates.len() > cfg.rate_window {
-                h.rates.pop_front();
-            }
-            h.stats_interval_s = Some(dt);
-            Freshness::Fresh
+    if freshness == Freshness::Fresh {
+        let dt = stats_interval_s(h, lu, now_ms, notes, &d.name);
+        let rate = (signed(used) - signed(h.prev_used_kib)) / signed(dt);
+        h.rates.push_back(rate);
+        while h.rates.len() > cfg.rate_window {
+            h.rates.pop_front();
         }
-        Some(_) => Freshness::Stale,
-    };
+        h.stats_interval_s = Some(dt);
+    }
+    if freshness != Freshness::Stale {
+        h.sample_seen_ms = Some(now_ms);
+    }
     h.prev_lu = Some(lu);
     h.prev_used_kib = used;
     if freshness == Freshness::Stale {
@@ -192,6 +198,34 @@ pub(super) fn observe(
             freshness,
             pending_kib: pending,
         }),
+    }
+}
+
+/// Largest gap between `last_update` and the host's monotonic clock taken
+/// for a stats period rather than a wall-clock step (s).
+const MAX_STATS_LAG_S: u64 = 60;
+
+/// Guest seconds between the previous sample and this one (at least 1):
+/// the `last_update` difference, unless the host's wall clock stepped (it
+/// went back, or ran ahead of the monotonic time between the two samples
+/// by more than [`MAX_STATS_LAG_S`]); then the monotonic time, noted.
+fn stats_interval_s(h: &History, lu: u64, now_ms: u64, notes: &mut Notes, name: &str) -> u64 {
+    let elapsed_s = h
+        .sample_seen_ms
+        .map_or(0, |t| now_ms.saturating_sub(t) / 1000);
+    let prev = h.prev_lu.unwrap_or(lu);
+    match lu.checked_sub(prev) {
+        Some(dt) if dt > 0 && dt <= elapsed_s.saturating_add(MAX_STATS_LAG_S) => dt,
+        _ => {
+            notes.push((
+                name.to_string(),
+                Note::StatsClockStep {
+                    from_s: prev,
+                    to_s: lu,
+                },
+            ));
+            elapsed_s.max(1)
+        }
     }
 }
 

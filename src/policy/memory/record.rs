@@ -12,8 +12,10 @@ pub(super) struct Change {
     pub to_kib: u64,
     /// When we asked (None: someone else changed the size).
     pub issued_ms: Option<u64>,
-    /// `last_update` seen when the balloon was first seen at `to`.
-    pub settled_lu: Option<u64>,
+    /// Number of the sample seen when the balloon was first seen at `to`
+    /// ([`History::sample_no`]): the change is reflected once a later sample
+    /// arrives.
+    pub settled_at: Option<u64>,
 }
 
 impl Change {
@@ -23,7 +25,7 @@ impl Change {
 
     /// The balloon has not reached `to` yet.
     pub fn in_flight(&self) -> bool {
-        self.settled_lu.is_none()
+        self.settled_at.is_none()
     }
 
     pub fn reached(&self, actual: u64, tol: u64) -> bool {
@@ -52,7 +54,13 @@ pub(super) struct History {
     pub name: String,
     /// Seen in an earlier period.
     pub seen: bool,
+    /// `last_update` of the newest sample; only compared for equality (it
+    /// is host wall-clock time, which may step either way).
     pub prev_lu: Option<u64>,
+    /// Counts the distinct samples seen (a new `last_update` is a new one).
+    pub sample_no: u64,
+    /// Monotonic time the newest sample was first seen.
+    pub sample_seen_ms: Option<u64>,
     pub prev_used_kib: u64,
     /// Guest seconds between the last two fresh samples.
     pub stats_interval_s: Option<u64>,
@@ -68,6 +76,7 @@ pub(super) struct History {
 impl History {
     pub fn drop_samples(&mut self) {
         self.prev_lu = None;
+        self.sample_seen_ms = None;
         self.stats_interval_s = None;
         self.rates.clear();
         self.changes.clear();
@@ -101,21 +110,21 @@ impl History {
     /// it counts from that grow's target; a release in flight is cut short
     /// where the balloon is now.
     pub fn record(&mut self, now_ms: u64, a: &SetMemory) {
-        let lu = self.prev_lu;
+        let seq = self.sample_no;
         let mut from = a.from_kib;
         if let Some(c) = self.unsettled_mut() {
             if c.to_kib > c.from_kib {
                 from = c.to_kib;
             } else {
                 c.to_kib = a.from_kib;
-                c.settled_lu = lu;
+                c.settled_at = Some(seq);
             }
         }
         self.changes.push(Change {
             from_kib: from,
             to_kib: a.to_kib,
             issued_ms: Some(now_ms),
-            settled_lu: None,
+            settled_at: None,
         });
         self.expected_actual_kib = a.to_kib;
     }

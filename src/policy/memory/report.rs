@@ -111,7 +111,7 @@ impl fmt::Display for SetMemory {
 /// Something the coordinator decided not to do, or wants said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Note {
-    /// First period of this domain: not shrunk until its stats advance.
+    /// First period of this domain: not shrunk until its stats change.
     Appeared,
     /// The domain is gone; its history is dropped.
     Vanished,
@@ -120,10 +120,12 @@ pub enum Note {
     NoStats,
     /// Balloon size or max memory unknown (0): never resized. Noted once.
     NoSize,
-    /// `last_update` did not advance: not resized. Noted once per streak.
+    /// `last_update` did not change: not resized. Noted once per streak.
     Stale { last_update: u64 },
-    /// `last_update` went backwards (guest restarted?): history dropped.
-    StatsRestarted,
+    /// `last_update` went back, or jumped further than the monotonic clock
+    /// ran: the host's wall clock stepped; the interval is taken from the
+    /// monotonic clock, the history is kept.
+    StatsClockStep { from_s: u64, to_s: u64 },
     /// A change has not reached the balloon yet: no shrink, no stacked grow
     /// unless needed.
     BalloonPending { requested_kib: u64, actual_kib: u64 },
@@ -143,14 +145,17 @@ pub enum Note {
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Note::Appeared => f.write_str("new domain: not shrunk until its stats advance"),
+            Note::Appeared => f.write_str("new domain: not shrunk until its stats change"),
             Note::Vanished => f.write_str("domain gone: history dropped"),
             Note::NoStats => f.write_str("no balloon stats: not resized"),
             Note::NoSize => f.write_str("balloon size or max unknown: not resized"),
             Note::Stale { last_update } => {
                 write!(f, "stale stats (last_update {last_update}): not resized")
             }
-            Note::StatsRestarted => f.write_str("stats clock went back: history dropped"),
+            Note::StatsClockStep { from_s, to_s } => write!(
+                f,
+                "stats clock stepped (last_update {from_s} -> {to_s}): interval from the host's monotonic clock"
+            ),
             Note::BalloonPending {
                 requested_kib,
                 actual_kib,

@@ -593,6 +593,77 @@ fn grants_funded_by_a_failed_release_are_rebudgeted() {
 }
 
 #[test]
+fn clock_step_mid_grant_never_double_grants() {
+    for step in [-3600i64, 3600] {
+        let lu = |s: u64| Some(s.saturating_add_signed(step));
+        let mut c = Coordinator::new(MemConfig::default());
+        let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 10_000)]);
+        let to = action(&p, "a").expect("grant").to_kib;
+        let at = to / MIB;
+        // Balloon not there yet, host clock stepped, stats from before.
+        let d = DomainMem {
+            last_update: lu(10_002),
+            ..dom("a", 512, 4096, 30, 0)
+        };
+        let p = run(&mut c, 2000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: {p}");
+        assert!(has_note(&p, "a", |n| matches!(
+            n,
+            Note::StatsClockStep { .. }
+        )));
+        // Balloon there, stats still from before the grant.
+        let d = DomainMem {
+            actual_kib: to,
+            last_update: lu(10_004),
+            ..dom("a", 512, 4096, 30, 0)
+        };
+        let p = run(&mut c, 4000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: double grant: {p}");
+        // The stats show it: in band, nothing.
+        let d = DomainMem {
+            last_update: lu(10_006),
+            ..dom("a", at, 4096, 30 + at - 512, 0)
+        };
+        let p = run(&mut c, 6000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: {p}");
+        assert!(!has_note(&p, "a", |n| matches!(
+            n,
+            Note::StatsClockStep { .. }
+        )));
+    }
+}
+
+#[test]
+fn clock_step_keeps_the_consumption_rate() {
+    // 10 MiB/s over fresh samples, then the host clock steps 1 h either
+    // way: the rate over the step comes from the monotonic clock.
+    for step in [-3600i64, 3600] {
+        let cfg = MemConfig {
+            rate_window: 1,
+            ..MemConfig::default()
+        };
+        let mut c = Coordinator::new(cfg);
+        let mut last = None;
+        for k in 0..4u64 {
+            let shift = if k == 3 { step } else { 0 };
+            let lu = (1000 + 2 * k).saturating_add_signed(shift);
+            last = Some(run(
+                &mut c,
+                k * 2000,
+                &big_host(),
+                &[dom("a", 2048, 4096, 200 - 20 * k, lu)],
+            ));
+        }
+        let p = last.expect("planned");
+        let a = action(&p, "a").expect("grown");
+        let Reason::Grow { rate_kib_s, .. } = a.reason else {
+            panic!("{a}");
+        };
+        assert_eq!(rate_kib_s, 10 * MIB, "step {step}: {a}");
+    }
+}
+
+#[test]
 fn one_line_report() {
     let mut c = Coordinator::new(MemConfig::default());
     let p = run(
@@ -809,6 +880,66 @@ proptest! {
             let applied: Vec<SetMemory> = effective.into_iter().chain(funded).collect();
             c.commit(now, &applied);
         }
+    }
+
+    /// A guest short of memory, not consuming, whose balloon lands one
+    /// period after a request and whose stats stall at random; a new sample
+    /// shows the balloon of its own period or (`lag`) of the one before,
+    /// never older than the sample seen before it; the host wall clock steps 1 h back or forward at period
+    /// `at`. It is grown once to the middle of the band: never a second
+    /// grant, whatever the step.
+    #[test]
+    fn clock_step_never_double_grants(
+        back in any::<bool>(),
+        at in 1..10u64,
+        lag in 0..2usize,
+        free0 in 0..90u64,
+        fresh in prop::collection::vec(prop::bool::weighted(0.7), 12),
+    ) {
+        let cfg = MemConfig::default();
+        let (used, kernel) = (300 * MIB, KERNEL_MIB * MIB);
+        let mut actual = used + kernel + free0 * MIB;
+        let mut c = Coordinator::new(cfg.clone());
+        let mut pending = None;
+        let mut seen_actual = Vec::new();
+        let mut sample = (0u64, 0u64, 0u64); // lu, unused, available
+        for (k, &new) in fresh.iter().enumerate() {
+            let k = k as u64;
+            if let Some(to) = pending.take() {
+                actual = to;
+            }
+            seen_actual.push(actual);
+            if k == 0 || new {
+                let wall = 10_000 + 2 * k;
+                let lu = match (k >= at, back) {
+                    (false, _) => wall,
+                    (true, true) => wall - 3600,
+                    (true, false) => wall + 3600,
+                };
+                let a = seen_actual[seen_actual.len().saturating_sub(1 + lag)];
+                sample = (lu, a - kernel - used, a - kernel);
+            }
+            let d = DomainMem {
+                uuid: "u".into(),
+                name: "g".into(),
+                actual_kib: actual,
+                max_kib: 4096 * MIB,
+                unused_kib: Some(sample.1),
+                available_kib: Some(sample.2),
+                usable_kib: None,
+                last_update: Some(sample.0),
+                rss_kib: None,
+            };
+            let p = run(&mut c, k * 2000, &big_host(), &[d]);
+            for a in p.actions() {
+                prop_assert!(a.is_grow(), "period {}: {}", k, p);
+                pending = Some(a.to_kib);
+                let free_after = a.to_kib - kernel - used;
+                prop_assert!(free_after <= cfg.target_free_kib + cfg.band_kib,
+                    "period {}: over-granted to {} KiB free: {}", k, free_after, p);
+            }
+        }
+        prop_assert!(actual - kernel - used >= cfg.target_free_kib);
     }
 
     /// All guests inside the band, not consuming, fresh stats, host
