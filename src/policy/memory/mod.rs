@@ -62,13 +62,26 @@
 //!   [`MemConfig::settle_timeout_ms`] is abandoned (noted). A size change made
 //!   by someone else is tracked the same way.
 //!
+//! # Stalled stats
+//! Stats are stalled when the sample is stale and was first seen more than
+//! two intervals (`2 × max(period, stats interval)`, on `now_ms`) ago: the
+//! guest stopped reporting (a stuck balloon driver, a guest too starved to
+//! report). Its last sample is then extrapolated to now: `growth estimate −
+//! rate × (stall time + look-ahead)`. If that is below `target_free` the
+//! guest gets **one** grant per stall, of at most
+//! [`MemConfig::stale_grant_kib`] (toward the middle of the band, capped at
+//! `max_kib`, funded like any grant); a guest that was comfortable (in or
+//! above the band, not consuming) gets nothing, and nothing is ever shrunk
+//! on stale stats. The next new sample ends the stall.
+//!
 //! # Each period
 //! 1. **Trust only fresh stats.** Missing `unused`/`available`/`last_update`
 //!    (no balloon driver, no stats period): never resized, noted once.
 //!    `last_update` unchanged since the previous period (stale): never
-//!    shrunk, never grown (the previous decision already used that sample),
-//!    noted once per stale streak. First sample of a domain: may be grown,
-//!    not shrunk until its stats are seen changing.
+//!    shrunk, noted once per stale streak; not grown either (the previous
+//!    decision already used that sample) unless the stats have *stalled*,
+//!    below. First sample of a domain: may be grown, not shrunk until its
+//!    stats are seen changing.
 //! 2. **Grow** when the projected free `growth estimate − horizon` is below
 //!    `target_free`: ask for `target + band/2 + horizon − growth estimate`
 //!    more (the shortfall plus the consumption over the look-ahead), on top
@@ -99,8 +112,8 @@
 //!   give back in the same plan (so the host's figure never goes down);
 //! - the same holds for [`MemPlan::grants_funded`] with any part of the
 //!   releases effective, and with all of them it returns the plan's grants;
-//! - missing or stale stats: never shrunk; all domains in band with no
-//!   consumption: no action;
+//! - missing or stale stats: never shrunk; a stall: at most one grant;
+//!   all domains in band with no consumption: no action;
 //! - a step of the host's wall clock either way mid-grant: no second grant.
 //!
 //! The host figure is the caller's (`free + buffers + cached` of
@@ -186,6 +199,9 @@ pub struct MemConfig {
     pub settle_timeout_ms: u64,
     /// `actual` this close to a request counts as reached (default 1 MiB).
     pub settle_tolerance_kib: u64,
+    /// Most granted once to a guest whose stats stalled while, extrapolated,
+    /// it is short (default 64 MiB; 0: never).
+    pub stale_grant_kib: u64,
     /// Per-domain floors by domain name (KiB), used when larger than the
     /// default floor.
     pub per_domain_floor: BTreeMap<String, u64>,
@@ -206,6 +222,7 @@ impl Default for MemConfig {
             default_period_ms: 2000,
             settle_timeout_ms: 10_000,
             settle_tolerance_kib: MIB,
+            stale_grant_kib: 64 * MIB,
             per_domain_floor: BTreeMap::new(),
         }
     }
@@ -298,7 +315,7 @@ impl Coordinator {
             .map(|d| {
                 let h = self.hist.entry(d.uuid.clone()).or_default();
                 let o = observe::observe(cfg, h, now_ms, d, &mut notes);
-                observe::decide(cfg, h, &o, period_ms, d, &mut notes)
+                observe::decide(cfg, h, &o, now_ms, period_ms, d, &mut notes)
             })
             .collect();
 

@@ -179,7 +179,9 @@ pub(super) fn observe(
     }
     if freshness != Freshness::Stale {
         h.sample_seen_ms = Some(now_ms);
+        h.stall_granted = false;
     }
+    h.stale = freshness == Freshness::Stale;
     h.prev_lu = Some(lu);
     h.prev_used_kib = used;
     if freshness == Freshness::Stale {
@@ -235,60 +237,57 @@ pub(super) fn decide(
     cfg: &MemConfig,
     h: &History,
     o: &Observed,
+    now_ms: u64,
     period_ms: u64,
     d: &DomainMem,
     notes: &mut Notes,
 ) -> Eval {
     let note = |notes: &mut Notes, n| notes.push((d.name.clone(), n));
+    let mut eval = Eval::inert(o.in_flight_kib);
     let Some(s) = o.sample else {
-        return Eval::inert(o.in_flight_kib);
+        return eval;
     };
-    if s.freshness == Freshness::Stale {
-        return Eval::inert(o.in_flight_kib);
-    }
 
     let rate = to_u64(i128::from(h.rates.iter().copied().max().unwrap_or(0)));
     let interval_ms = h
         .stats_interval_s
         .map_or(0, |s| s.saturating_mul(1000))
         .max(period_ms);
-    let horizon =
-        i128::from(rate) * i128::from(cfg.growth_lookahead_periods) * i128::from(interval_ms)
-            / 1000;
+    let eaten_in = |ms: u64| i128::from(rate) * i128::from(ms) / 1000;
+    let horizon = eaten_in(interval_ms.saturating_mul(u64::from(cfg.growth_lookahead_periods)));
     let grow_est = i128::from(s.unused_kib) + h.grow_credit(d.actual_kib);
-    let shrink_est = i128::from(s.unused_kib) + h.shrink_credit();
-    let floor = cfg.floor_kib(&d.name, s.used_kib, d.max_kib);
     let target = i128::from(cfg.target_free_kib);
-    let mut eval = Eval::inert(o.in_flight_kib);
-    eval.floor_kib = floor;
+
+    if s.freshness == Freshness::Stale {
+        // Stalled stats: the sample is older than two intervals. One bounded
+        // grant per stall, if the last sample extrapolated to now (its
+        // consumption over the stall and the look-ahead) is short.
+        let stalled_ms = h.sample_seen_ms.map_or(0, |t| now_ms.saturating_sub(t));
+        if stalled_ms <= interval_ms.saturating_mul(2) || h.stall_granted {
+            return eval;
+        }
+        let projected = grow_est - eaten_in(stalled_ms) - horizon;
+        if projected < target {
+            let want = (i128::from(cfg.aim_kib()) - projected).min(i128::from(cfg.stale_grant_kib));
+            let reason = Reason::Stalled {
+                free_kib: to_u64(grow_est),
+                rate_kib_s: rate,
+                stalled_ms,
+            };
+            eval.grow = want_grow(cfg, &s, d, projected, want, reason, notes);
+        }
+        return eval;
+    }
 
     let projected = grow_est - horizon;
     if projected < target {
-        let want = i128::from(cfg.aim_kib()) + horizon - grow_est;
-        let base = s.pending_kib.unwrap_or(0).max(d.actual_kib);
-        let room = d.max_kib.saturating_sub(base);
-        let amount = to_u64(want).min(room);
-        if amount < to_u64(want) {
-            note(
-                notes,
-                Note::AtMax {
-                    wanted_kib: to_u64(want),
-                    max_kib: d.max_kib,
-                },
-            );
-        }
-        if amount >= cfg.min_step_kib {
-            eval.grow = Some(Want {
-                base_kib: base,
-                amount_kib: amount,
-                projected,
-                reason: Reason::Grow {
-                    free_kib: to_u64(grow_est),
-                    rate_kib_s: rate,
-                    lookahead_kib: to_u64(horizon),
-                },
-            });
-        }
+        let reason = Reason::Grow {
+            free_kib: to_u64(grow_est),
+            rate_kib_s: rate,
+            lookahead_kib: to_u64(horizon),
+        };
+        let want = i128::from(cfg.aim_kib()) - projected;
+        eval.grow = want_grow(cfg, &s, d, projected, want, reason, notes);
         return eval;
     }
     if let Some(p) = s.pending_kib {
@@ -305,6 +304,9 @@ pub(super) fn decide(
         // Nothing proves these stats are current.
         return eval;
     }
+    let shrink_est = i128::from(s.unused_kib) + h.shrink_credit();
+    let floor = cfg.floor_kib(&d.name, s.used_kib, d.max_kib);
+    eval.floor_kib = floor;
     let projected = shrink_est - horizon;
     let above_floor = d.actual_kib.saturating_sub(floor);
     let spare = to_u64(projected - target);
@@ -326,4 +328,35 @@ pub(super) fn decide(
         });
     }
     eval
+}
+
+/// A grow of `want` on top of the size in flight (else the balloon), capped
+/// at the domain's max (noted); None below one step.
+fn want_grow(
+    cfg: &MemConfig,
+    s: &Sample,
+    d: &DomainMem,
+    projected: i128,
+    want: i128,
+    reason: Reason,
+    notes: &mut Notes,
+) -> Option<Want> {
+    let want = to_u64(want);
+    let base = s.pending_kib.unwrap_or(0).max(d.actual_kib);
+    let amount = want.min(d.max_kib.saturating_sub(base));
+    if amount < want {
+        notes.push((
+            d.name.clone(),
+            Note::AtMax {
+                wanted_kib: want,
+                max_kib: d.max_kib,
+            },
+        ));
+    }
+    (amount >= cfg.min_step_kib).then_some(Want {
+        base_kib: base,
+        amount_kib: amount,
+        projected,
+        reason,
+    })
 }

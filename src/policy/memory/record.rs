@@ -69,6 +69,11 @@ pub(super) struct History {
     pub changes: Vec<Change>,
     /// Balloon size expected now if nobody else touched it.
     pub expected_actual_kib: u64,
+    /// This period's sample is the previous one (stale).
+    pub stale: bool,
+    /// A grant was applied since the newest sample arrived while it was
+    /// stale: the stall's one grant is spent.
+    pub stall_granted: bool,
     pub noted_no_stats: bool,
     pub noted_stale: bool,
 }
@@ -127,5 +132,6 @@ impl History {
             settled_at: None,
         });
         self.expected_actual_kib = a.to_kib;
+        self.stall_granted |= self.stale && a.is_grow();
     }
 }

@@ -32,6 +32,16 @@ pub enum Reason {
         /// Consumption expected over the look-ahead (KiB).
         lookahead_kib: u64,
     },
+    /// Stats stalled and the last sample, extrapolated, is short: one
+    /// bounded grant.
+    Stalled {
+        /// Growth estimate of free memory at the last sample (KiB).
+        free_kib: u64,
+        /// Consumption rate at the last sample (KiB/s).
+        rate_kib_s: u64,
+        /// Time since that sample arrived (ms).
+        stalled_ms: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -65,6 +75,17 @@ impl fmt::Display for Reason {
                 Mib(free_kib),
                 Mib(rate_kib_s),
                 Mib(lookahead_kib)
+            ),
+            Reason::Stalled {
+                free_kib,
+                rate_kib_s,
+                stalled_ms,
+            } => write!(
+                f,
+                "stats stalled {} s: free {} at the last sample, consuming {}/s",
+                stalled_ms / 1000,
+                Mib(free_kib),
+                Mib(rate_kib_s)
             ),
         }
     }

@@ -663,6 +663,118 @@ fn clock_step_keeps_the_consumption_rate() {
     }
 }
 
+/// A guest consuming 10 MiB/s over three fresh samples (the last one
+/// grants), the grant lands, then its stats stall at `last_update` 5.
+/// Returns the plans of the stalled periods 3..12.
+fn stall_after_consuming(cfg: MemConfig) -> Vec<MemPlan> {
+    let mut c = Coordinator::new(cfg);
+    let mut actual = 1024;
+    for k in 0..3u64 {
+        let p = run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[dom("a", 1024, 4096, 160 - 20 * k, 1 + 2 * k)],
+        );
+        if let Some(a) = action(&p, "a") {
+            actual = a.to_kib / MIB;
+        }
+    }
+    assert!(actual > 1024, "the consumer was granted");
+    (3..12u64)
+        .map(|k| {
+            let d = DomainMem {
+                actual_kib: actual * MIB,
+                ..dom("a", 1024, 4096, 120, 5)
+            };
+            let p = run(&mut c, k * 2000, &big_host(), &[d]);
+            if let Some(a) = action(&p, "a") {
+                actual = a.to_kib / MIB;
+            }
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn stalled_stats_of_a_consuming_guest_get_one_bounded_grant() {
+    let cfg = MemConfig::default();
+    let plans = stall_after_consuming(cfg.clone());
+    let grants: Vec<(usize, SetMemory)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.actions().map(move |a| (i, a.clone())))
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let (i, g) = &grants[0];
+    assert!(g.is_grow(), "{g}");
+    assert!(matches!(g.reason, Reason::Stalled { .. }), "{g}");
+    assert!(g.to_kib - g.from_kib <= cfg.stale_grant_kib, "{g}");
+    // Not before the stall outlasted two intervals (sample seen at 4 s,
+    // interval 2 s: first stalled at 10 s, the third stalled period).
+    assert_eq!(*i, 2, "{g}");
+    // Off: nothing.
+    let off = stall_after_consuming(MemConfig {
+        stale_grant_kib: 0,
+        ..MemConfig::default()
+    });
+    assert!(off.iter().all(|p| acts(p).is_empty()));
+}
+
+#[test]
+fn stalled_stats_of_a_comfortable_guest_get_nothing() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // In the band and not consuming; one with a lot free.
+    let calm = |lu| dom("calm", 1024, 4096, 116, lu);
+    let fat = |lu| dom("fat", 4096, 8192, 3000, lu);
+    for k in 0..3u64 {
+        run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[calm(1 + 2 * k), fat(1 + 2 * k)],
+        );
+    }
+    for k in 3..30u64 {
+        let p = run(&mut c, k * 2000, &big_host(), &[calm(5), fat(5)]);
+        assert!(acts(&p).is_empty(), "period {k}: {p}");
+    }
+}
+
+#[test]
+fn stale_between_samples_is_not_a_stall() {
+    // Stats every 4 s, planned every 2 s: every other period is stale. A
+    // guest eating 5 MiB/s is grown on fresh samples only (the fresh
+    // decision covered the look-ahead), and never starves.
+    let mut c = Coordinator::new(MemConfig::default());
+    let mut g = Guest {
+        name: "a",
+        actual_mib: 1024,
+        max_mib: 8192,
+        used_mib: 800,
+    };
+    let mut sample = g.snapshot(1);
+    let mut grants = 0;
+    for k in 0..40u64 {
+        if k % 2 == 0 {
+            sample = g.snapshot(1 + 2 * k);
+        }
+        let d = DomainMem {
+            actual_kib: g.actual_mib * MIB,
+            ..sample.clone()
+        };
+        let p = run(&mut c, k * 2000, &big_host(), &[d]);
+        if k % 2 == 1 {
+            assert!(acts(&p).is_empty(), "period {k}: {p}");
+        }
+        grants += p.grants.len();
+        g.apply(&p);
+        g.used_mib += 10;
+        assert!(g.free_mib() >= 40, "period {k}: free {}", g.free_mib());
+    }
+    assert!(grants >= 5, "{grants} grants");
+}
+
 #[test]
 fn one_line_report() {
     let mut c = Coordinator::new(MemConfig::default());
@@ -754,8 +866,9 @@ proptest! {
     /// Over random sequences of periods (domains present or not, stats
     /// missing, stale or fresh, any sizes, host anywhere): every shrink
     /// stays at or above the floor, by at most the cap, and only on fresh
-    /// stats seen advancing; every grow stays at or below max and never
-    /// on stale or missing stats; if anything is granted,
+    /// stats seen advancing; every grow stays at or below max, never on
+    /// missing stats, and on stale stats only as the one grant of a stall;
+    /// if anything is granted,
     /// host_free − Σgrow + Σrelease ≥ reserve.
     #[test]
     fn invariants_hold(
@@ -768,7 +881,14 @@ proptest! {
         // or without stats).
         let mut prev: [Option<u64>; 4] = [None; 4];
         let mut lus = [1000u64; 4];
+        // Grants made during the current stale streak, per domain index.
+        let mut stall_grants = [0u32; 4];
         for (k, (host_free, ps)) in periods.iter().enumerate() {
+            for (i, p) in ps.iter().enumerate() {
+                if !(p.present && p.stats && p.lu_step == 0 && prev[i].is_some()) {
+                    stall_grants[i] = 0;
+                }
+            }
             let mut doms = Vec::new();
             let mut now_prev = [None; 4];
             for (i, p) in ps.iter().enumerate() {
@@ -800,7 +920,13 @@ proptest! {
                 prop_assert_eq!(a.from_kib, d.actual_kib);
                 prop_assert!(a.from_kib.abs_diff(a.to_kib) >= cfg.min_step_kib.max(1), "{}", a);
                 prop_assert!(p.stats, "resized without stats: {}", a);
-                prop_assert!(prev[*i] != Some(lus[*i]), "resized on stale stats: {}", a);
+                let stale = prev[*i] == Some(lus[*i]);
+                if stale {
+                    prop_assert!(a.is_grow(), "shrunk on stale stats: {}", a);
+                    prop_assert!(matches!(a.reason, Reason::Stalled { .. }), "{}", a);
+                    stall_grants[*i] += 1;
+                    prop_assert!(stall_grants[*i] <= 1, "second grant in a stall: {}", a);
+                }
                 if a.is_grow() {
                     prop_assert!(a.to_kib <= d.max_kib, "above max: {}", a);
                 } else {
