@@ -141,7 +141,8 @@ pub enum Note {
     NoStats,
     /// Balloon size or max memory unknown (0): never resized. Noted once.
     NoSize,
-    /// `last_update` did not change: not resized. Noted once per streak.
+    /// `last_update` did not change: not shrunk, grown only once if the
+    /// stats stall. Noted once per streak.
     Stale { last_update: u64 },
     /// `last_update` went back, or jumped further than the monotonic clock
     /// ran: the host's wall clock stepped; the interval is taken from the
@@ -171,7 +172,10 @@ impl fmt::Display for Note {
             Note::NoStats => f.write_str("no balloon stats: not resized"),
             Note::NoSize => f.write_str("balloon size or max unknown: not resized"),
             Note::Stale { last_update } => {
-                write!(f, "stale stats (last_update {last_update}): not resized")
+                write!(
+                    f,
+                    "stale stats (last_update {last_update}): not shrunk, grown only if they stall"
+                )
             }
             Note::StatsClockStep { from_s, to_s } => write!(
                 f,
