@@ -378,8 +378,10 @@ fn missing_stats_never_resized_and_noted_once() {
     }
 }
 
+/// The thin guest was granted enough on its first sample: its stall does
+/// not grant again; the fat one is never shrunk on stale stats.
 #[test]
-fn stale_stats_never_resized() {
+fn stale_stats_neither_shrink_nor_regrant() {
     let mut c = Coordinator::new(MemConfig::default());
     let fat = dom("fat", 4096, 8192, 3000, 7);
     let thin = dom("thin", 512, 2048, 60, 7);
