@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::log::Logger;
 use crate::metrics::{DomainMetrics, Metrics, MetricsServer};
-use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig};
+use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig, SetMemory};
 use crate::policy::vcpu::{Scheduler, VcpuConfig};
 use crate::sample::{self, monotonic_ns, Want};
 use crate::signals;
@@ -556,59 +556,51 @@ impl State {
         let Some(coord) = self.coordinator.as_mut() else {
             return Ok(());
         };
-        let plan = coord.plan(
-            monotonic_ns() / 1_000_000,
-            &HostMem { free_kib: host.kib },
-            &inputs,
-        );
+        let now_ms = monotonic_ns() / 1_000_000;
+        let plan = coord.plan(now_ms, &HostMem { free_kib: host.kib }, &inputs);
         for (name, note) in &plan.notes {
             self.opts.log.detail("memory", &format!("{name}: {note}"));
         }
-        let mut failed = Vec::new();
-        for a in &plan.actions {
-            let event = self
-                .opts
-                .log
-                .obj("memory")
-                .str("event", "setmem")
-                .str("domain", &a.name)
-                .uint("from_kib", a.from_kib)
-                .uint("to_kib", a.to_kib)
-                .str("reason", &a.reason.to_string())
-                .bool("dry_run", self.opts.dry_run);
-            if self.opts.dry_run {
-                self.opts
-                    .log
-                    .event("memory", event, &format!("would set {a}"));
-                continue;
-            }
-            let Some(d) = doms.iter().find(|d| d.domain.uuid() == a.uuid) else {
-                continue;
-            };
-            match d.domain.set_memory(a.to_kib) {
-                Ok(()) => {
-                    if a.is_grow() {
-                        self.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
-                    } else {
-                        self.metrics.memory_released_kib_total += a.from_kib - a.to_kib;
-                    }
-                    if self.opts.log.verbose
-                        || matches!(self.opts.log.format, crate::cli::LogFormat::Json)
-                    {
-                        self.opts.log.event("memory", event, &format!("set {a}"));
-                    }
-                }
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+        // Releases first; the grants are re-funded by the releases that took
+        // effect; the coordinator records what was applied (also when the
+        // connection is lost half-way).
+        let mut applied = Vec::new();
+        let mut lost = None;
+        for a in &plan.releases {
+            match self.apply_setmem(&doms, a) {
+                Ok(true) => applied.push(a.clone()),
+                Ok(false) => {}
                 Err(e) => {
-                    failed.push(a.uuid.clone());
-                    if !e.is_no_domain() {
-                        self.opts.log.warn("memory", &format!("{}: {e}", a.name));
-                    }
+                    lost = Some(e);
+                    break;
                 }
             }
         }
-        for uuid in failed {
-            coord.action_failed(&uuid);
+        let released: u64 = applied
+            .iter()
+            .map(|a: &SetMemory| a.from_kib.saturating_sub(a.to_kib))
+            .sum();
+        // A dry run applies nothing, so it shows the grants as planned.
+        let grants = if self.opts.dry_run {
+            plan.grants.clone()
+        } else {
+            plan.grants_funded(released)
+        };
+        for a in grants.iter().filter(|_| lost.is_none()) {
+            match self.apply_setmem(&doms, a) {
+                Ok(true) => applied.push(a.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    lost = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(coord) = self.coordinator.as_mut() {
+            coord.commit(now_ms, &applied);
+        }
+        if let Some(e) = lost {
+            return Err(TickError::Lost(e));
         }
         self.opts.log.event(
             "memory",
@@ -617,12 +609,12 @@ impl State {
                 .obj("memory")
                 .str("event", "interval")
                 .uint("host_free_kib", host.kib)
-                .uint("actions", plan.actions.len() as u64)
+                .uint("actions", plan.actions().count() as u64)
                 .uint("granted_kib", plan.granted_kib())
                 .uint("released_kib", plan.released_kib()),
             &format!(
                 "{plan}{}",
-                if self.opts.dry_run && !plan.actions.is_empty() {
+                if self.opts.dry_run && plan.actions().next().is_some() {
                     " (dry run: nothing applied)"
                 } else {
                     ""
@@ -645,6 +637,57 @@ impl State {
         self.metrics.memory.intervals_total += 1;
         self.metrics.memory.last_duration_seconds = Some(t0.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Applies one balloon change (or logs it in a dry run). `Ok(true)`: it
+    /// took effect; `Ok(false)`: it did not (dry run, domain gone, refused);
+    /// `Err`: the connection is lost.
+    fn apply_setmem(
+        &mut self,
+        doms: &[sample::DomainRead<'_>],
+        a: &SetMemory,
+    ) -> Result<bool, Error> {
+        let event = self
+            .opts
+            .log
+            .obj("memory")
+            .str("event", "setmem")
+            .str("domain", &a.name)
+            .uint("from_kib", a.from_kib)
+            .uint("to_kib", a.to_kib)
+            .str("reason", &a.reason.to_string())
+            .bool("dry_run", self.opts.dry_run);
+        if self.opts.dry_run {
+            self.opts
+                .log
+                .event("memory", event, &format!("would set {a}"));
+            return Ok(false);
+        }
+        let Some(d) = doms.iter().find(|d| d.domain.uuid() == a.uuid) else {
+            return Ok(false);
+        };
+        match d.domain.set_memory(a.to_kib) {
+            Ok(()) => {
+                if a.is_grow() {
+                    self.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
+                } else {
+                    self.metrics.memory_released_kib_total += a.from_kib - a.to_kib;
+                }
+                if self.opts.log.verbose
+                    || matches!(self.opts.log.format, crate::cli::LogFormat::Json)
+                {
+                    self.opts.log.event("memory", event, &format!("set {a}"));
+                }
+                Ok(true)
+            }
+            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) => {
+                if !e.is_no_domain() {
+                    self.opts.log.warn("memory", &format!("{}: {e}", a.name));
+                }
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -1,0 +1,1282 @@
+//! Tests of the memory coordinator: rules, properties and a simulated guest.
+
+use super::*;
+use proptest::prelude::*;
+
+const KERNEL_MIB: u64 = 40;
+
+/// A domain whose kernel keeps 40 MiB: available = actual − 40 MiB.
+fn dom(name: &str, actual_mib: u64, max_mib: u64, unused_mib: u64, lu: u64) -> DomainMem {
+    let actual = actual_mib * MIB;
+    DomainMem {
+        uuid: format!("uuid-{name}"),
+        name: name.to_string(),
+        actual_kib: actual,
+        max_kib: max_mib * MIB,
+        unused_kib: Some(unused_mib * MIB),
+        available_kib: Some(actual - KERNEL_MIB * MIB),
+        usable_kib: Some(unused_mib * MIB),
+        last_update: Some(lu),
+        rss_kib: Some(actual),
+    }
+}
+
+fn host_mib(mib: u64) -> HostMem {
+    HostMem {
+        free_kib: mib * MIB,
+    }
+}
+
+fn big_host() -> HostMem {
+    host_mib(20 * 1024)
+}
+
+fn action<'a>(p: &'a MemPlan, name: &str) -> Option<&'a SetMemory> {
+    p.actions().find(|a| a.name == name)
+}
+
+/// Plans one period and applies every action (the balloon calls succeed).
+fn run(c: &mut Coordinator, now_ms: u64, host: &HostMem, doms: &[DomainMem]) -> MemPlan {
+    let p = c.plan(now_ms, host, doms);
+    c.commit(now_ms, &acts(&p));
+    p
+}
+
+/// Releases then grants, as a list.
+fn acts(p: &MemPlan) -> Vec<SetMemory> {
+    p.actions().cloned().collect()
+}
+
+fn has_note(p: &MemPlan, name: &str, f: impl Fn(&Note) -> bool) -> bool {
+    p.notes.iter().any(|(n, note)| n == name && f(note))
+}
+
+/// A guest whose balloon follows each request before the next period and
+/// whose stats are fresh every period (no lag): free = actual − kernel −
+/// used.
+struct Guest {
+    name: &'static str,
+    actual_mib: u64,
+    max_mib: u64,
+    used_mib: u64,
+}
+
+impl Guest {
+    fn snapshot(&self, lu: u64) -> DomainMem {
+        let free = self.actual_mib - KERNEL_MIB - self.used_mib;
+        dom(self.name, self.actual_mib, self.max_mib, free, lu)
+    }
+    fn free_mib(&self) -> u64 {
+        self.actual_mib - KERNEL_MIB - self.used_mib
+    }
+    fn apply(&mut self, p: &MemPlan) {
+        if let Some(a) = action(p, self.name) {
+            self.actual_mib = a.to_kib / MIB;
+        }
+    }
+}
+
+#[test]
+fn first_sample_is_not_shrunk() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 1024, 2048, 300, 10)]);
+    assert!(action(&p, "a").is_none());
+    assert!(has_note(&p, "a", |n| *n == Note::Appeared));
+}
+
+#[test]
+fn guest_with_300mb_free_releases_gradually_to_target() {
+    for (cap_mib, min_periods) in [(128, 3), (32, 6)] {
+        let cfg = MemConfig {
+            release_cap_kib: cap_mib * MIB,
+            ..MemConfig::default()
+        };
+        let target = cfg.target_free_kib / MIB;
+        let band_top = (cfg.target_free_kib + cfg.band_kib) / MIB;
+        let mut c = Coordinator::new(cfg);
+        // 300 MB ≈ 286 MiB free.
+        let mut g = Guest {
+            name: "a",
+            actual_mib: 1024,
+            max_mib: 2048,
+            used_mib: 1024 - KERNEL_MIB - 286,
+        };
+        let mut steps = Vec::new();
+        let mut periods = 0;
+        for k in 0..40u64 {
+            let p = run(&mut c, k * 2000, &big_host(), &[g.snapshot(100 + 2 * k)]);
+            if let Some(a) = action(&p, "a") {
+                assert!(!a.is_grow(), "{p}");
+                steps.push((a.from_kib - a.to_kib) / MIB);
+            }
+            g.apply(&p);
+            assert!(g.free_mib() >= target, "free {} < target", g.free_mib());
+            if g.free_mib() <= band_top {
+                periods = k;
+                break;
+            }
+        }
+        assert!(
+            g.free_mib() <= band_top,
+            "never reached the band: {steps:?}"
+        );
+        assert!(steps[0] <= cap_mib, "first step {} > cap", steps[0]);
+        assert!(steps[0] < 200, "one jump: {steps:?}");
+        assert!(steps.iter().all(|&s| s <= cap_mib), "{steps:?}");
+        assert!(steps.len() >= 2, "not gradual: {steps:?}");
+        assert!(periods >= min_periods, "{periods} periods: {steps:?}");
+        if cap_mib == 32 {
+            assert_eq!(steps[0], 32, "the cap binds first: {steps:?}");
+        }
+    }
+}
+
+#[test]
+fn short_guest_is_grown_to_at_least_target() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let mut g = Guest {
+        name: "a",
+        actual_mib: 512,
+        max_mib: 2048,
+        used_mib: 512 - KERNEL_MIB - 40,
+    };
+    // Growth is allowed on the very first sample.
+    let p = run(&mut c, 0, &big_host(), &[g.snapshot(10)]);
+    let a = action(&p, "a").expect("grown");
+    assert!(a.is_grow());
+    assert!(matches!(a.reason, Reason::Grow { .. }));
+    g.apply(&p);
+    assert!(g.free_mib() >= 100, "free {} after grow", g.free_mib());
+    assert!(g.free_mib() <= 132, "overshoot: {}", g.free_mib());
+}
+
+#[test]
+fn release_stops_at_min_floor_and_per_domain_floor() {
+    // min_floor: used 0, actual 230 MiB, 190 MiB free: the gradual step
+    // (half of 74 MiB) would set 193 MiB, the floor keeps 200 MiB.
+    let mut c = Coordinator::new(MemConfig::default());
+    let d = dom("a", 230, 1024, 190, 1);
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
+        2000,
+        &big_host(),
+        &[DomainMem {
+            last_update: Some(3),
+            ..d
+        }],
+    );
+    assert_eq!(action(&p, "a").map(|a| a.to_kib), Some(200 * MIB), "{p}");
+
+    // A per-domain floor larger than the default wins.
+    let mut cfg = MemConfig::default();
+    cfg.per_domain_floor.insert("b".into(), 1000 * MIB);
+    let mut c = Coordinator::new(cfg);
+    let d = dom("b", 1024, 2048, 500, 1);
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
+        2000,
+        &big_host(),
+        &[DomainMem {
+            last_update: Some(3),
+            ..d
+        }],
+    );
+    assert_eq!(action(&p, "b").map(|a| a.to_kib), Some(1000 * MIB), "{p}");
+
+    // Already at the floor: nothing.
+    let mut c = Coordinator::new(MemConfig::default());
+    let d = dom("c", 200, 1024, 150, 1);
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
+        2000,
+        &big_host(),
+        &[DomainMem {
+            last_update: Some(3),
+            ..d
+        }],
+    );
+    assert!(acts(&p).is_empty(), "{p}");
+}
+
+#[test]
+fn growth_never_exceeds_max() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 2000, 2048, 20, 1)]);
+    let a = action(&p, "a").expect("grown");
+    assert_eq!(a.to_kib, 2048 * MIB);
+    assert!(has_note(&p, "a", |n| matches!(n, Note::AtMax { .. })));
+    // At max: no action, noted.
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 2048, 2048, 20, 1)]);
+    assert!(acts(&p).is_empty());
+    assert!(has_note(&p, "a", |n| matches!(n, Note::AtMax { .. })));
+}
+
+#[test]
+fn host_reserve_caps_grants_neediest_first() {
+    // 50 MiB above the reserve; two guests want ~76 and ~96 MiB.
+    let mut c = Coordinator::new(MemConfig::default());
+    let host = host_mib(250);
+    let p = run(
+        &mut c,
+        0,
+        &host,
+        &[dom("x", 512, 2048, 40, 1), dom("y", 512, 2048, 20, 1)],
+    );
+    assert!(p.granted_kib() <= 50 * MIB, "{p}");
+    assert!(p.host_free_after_kib >= p.host_reserve_kib, "{p}");
+    assert_eq!(acts(&p).len(), 1, "{p:?}");
+    assert_eq!(acts(&p)[0].name, "y", "neediest first");
+    assert_eq!(acts(&p)[0].to_kib - acts(&p)[0].from_kib, 50 * MIB);
+    assert!(has_note(&p, "x", |n| matches!(
+        n,
+        Note::HostReserveLimited { .. }
+    )));
+    assert!(has_note(&p, "y", |n| matches!(
+        n,
+        Note::HostReserveLimited { .. }
+    )));
+
+    // Over several periods of guests that keep asking, the host never
+    // falls under its reserve.
+    let mut c = Coordinator::new(MemConfig::default());
+    let mut host_free = 400u64;
+    let mut gs = [
+        Guest {
+            name: "x",
+            actual_mib: 512,
+            max_mib: 4096,
+            used_mib: 400,
+        },
+        Guest {
+            name: "y",
+            actual_mib: 512,
+            max_mib: 4096,
+            used_mib: 420,
+        },
+    ];
+    for k in 0..20u64 {
+        let snaps: Vec<_> = gs.iter().map(|g| g.snapshot(1 + 2 * k)).collect();
+        let p = run(&mut c, k * 2000, &host_mib(host_free), &snaps);
+        if p.granted_kib() > 0 {
+            assert!(p.host_free_after_kib >= 200 * MIB, "{p}");
+        }
+        for g in &mut gs {
+            let before = g.actual_mib;
+            g.apply(&p);
+            host_free = host_free + before - g.actual_mib;
+            g.used_mib += 20; // both keep consuming
+            g.used_mib = g.used_mib.min(g.actual_mib - KERNEL_MIB);
+        }
+        assert!(host_free >= 200, "host {host_free} MiB at period {k}");
+    }
+}
+
+#[test]
+fn donors_release_first_and_toward_floor_when_host_short() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // Host exactly at its reserve: a grant must be funded by the donor.
+    let host = host_mib(200);
+    let donor = dom("donor", 2048, 4096, 400, 1);
+    let needy = dom("needy", 512, 2048, 30, 1);
+    run(&mut c, 0, &host_mib(10_000), std::slice::from_ref(&donor));
+    let p = run(
+        &mut c,
+        2000,
+        &host,
+        &[
+            DomainMem {
+                last_update: Some(3),
+                ..donor
+            },
+            needy,
+        ],
+    );
+    assert_eq!(acts(&p).len(), 2, "{p:?}");
+    assert!(!acts(&p)[0].is_grow(), "releases first: {p:?}");
+    assert!(acts(&p)[1].is_grow());
+    let released = p.released_kib();
+    assert!(released <= MemConfig::default().release_cap_kib);
+    assert!(p.granted_kib() <= released, "{p}");
+    assert!(p.host_free_after_kib >= p.host_reserve_kib, "{p}");
+
+    // Host under its reserve, nobody needs memory: a guest in the band
+    // still gives toward its floor (free → target), said in the notes.
+    let mut c = Coordinator::new(MemConfig::default());
+    let d = dom("d", 1024, 2048, 120, 1);
+    run(&mut c, 0, &big_host(), std::slice::from_ref(&d));
+    let p = run(
+        &mut c,
+        2000,
+        &host_mib(100),
+        &[DomainMem {
+            last_update: Some(3),
+            ..d
+        }],
+    );
+    let a = action(&p, "d").expect("shrunk for the host");
+    assert_eq!(
+        a.from_kib - a.to_kib,
+        20 * MIB,
+        "down to free = target: {p}"
+    );
+    assert!(matches!(a.reason, Reason::HostShort { .. }));
+    assert!(has_note(&p, "d", |n| matches!(
+        n,
+        Note::ShrunkForHost { .. }
+    )));
+    assert!(has_note(&p, "host", |n| matches!(
+        n,
+        Note::HostShortUnmet { .. }
+    )));
+}
+
+#[test]
+fn missing_stats_never_resized_and_noted_once() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let blind = |lu| DomainMem {
+        unused_kib: None,
+        available_kib: None,
+        ..dom("a", 4096, 8192, 3000, lu)
+    };
+    let short = |lu| DomainMem {
+        unused_kib: None,
+        ..dom("b", 512, 8192, 10, lu)
+    };
+    let mut count = 0;
+    for k in 0..5u64 {
+        let p = run(&mut c, k * 2000, &host_mib(100), &[blind(k), short(k)]);
+        assert!(acts(&p).is_empty(), "{p:?}");
+        count += p.notes.iter().filter(|(_, n)| *n == Note::NoStats).count();
+    }
+    assert_eq!(count, 2, "once per domain");
+
+    // Stats but no balloon size (or no max): never resized either.
+    let mut c = Coordinator::new(MemConfig::default());
+    for k in 0..3u64 {
+        let p = run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[
+                DomainMem {
+                    actual_kib: 0,
+                    ..dom("a", 512, 2048, 10, k)
+                },
+                DomainMem {
+                    max_kib: 0,
+                    ..dom("b", 4096, 8192, 3000, k)
+                },
+            ],
+        );
+        assert!(acts(&p).is_empty(), "{p:?}");
+        let n = p.notes.iter().filter(|(_, n)| *n == Note::NoSize).count();
+        assert_eq!(n, if k == 0 { 2 } else { 0 });
+    }
+}
+
+/// The thin guest was granted enough on its first sample: its stall does
+/// not grant again; the fat one is never shrunk on stale stats.
+#[test]
+fn stale_stats_neither_shrink_nor_regrant() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let fat = dom("fat", 4096, 8192, 3000, 7);
+    let thin = dom("thin", 512, 2048, 60, 7);
+    run(&mut c, 0, &big_host(), &[fat.clone(), thin.clone()]);
+    for k in 1..4u64 {
+        // last_update stuck at 7.
+        let p = run(&mut c, k * 2000, &big_host(), &[fat.clone(), thin.clone()]);
+        assert!(acts(&p).is_empty(), "{p:?}");
+        let stale = p
+            .notes
+            .iter()
+            .filter(|(_, n)| matches!(n, Note::Stale { .. }));
+        assert_eq!(stale.count(), if k == 1 { 2 } else { 0 }, "once per streak");
+    }
+    // Fresh again: the fat guest gives, the thin one (grown on its first
+    // sample) is left alone.
+    let p = run(
+        &mut c,
+        8000,
+        &big_host(),
+        &[DomainMem {
+            last_update: Some(9),
+            ..fat
+        }],
+    );
+    assert!(action(&p, "fat").is_some_and(|a| !a.is_grow()), "{p:?}");
+}
+
+#[test]
+fn steady_state_no_action() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let ds = |lu| {
+        vec![
+            dom("a", 1024, 2048, 100, lu),
+            dom("b", 512, 2048, 116, lu),
+            dom("c", 2048, 2048, 132, lu),
+            dom("d", 300, 300, 20, lu), // at max: noted, nothing to do
+        ]
+    };
+    for k in 0..10u64 {
+        let p = run(&mut c, k * 2000, &big_host(), &ds(100 + 2 * k));
+        assert!(acts(&p).is_empty(), "period {k}: {p}");
+    }
+}
+
+#[test]
+fn domains_vanish_and_appear() {
+    let mut c = Coordinator::new(MemConfig::default());
+    run(
+        &mut c,
+        0,
+        &big_host(),
+        &[dom("a", 1024, 2048, 300, 1), dom("b", 1024, 2048, 300, 1)],
+    );
+    let p = run(&mut c, 2000, &big_host(), &[dom("b", 1024, 2048, 300, 3)]);
+    assert!(has_note(&p, "a", |n| *n == Note::Vanished));
+    assert!(action(&p, "a").is_none());
+    assert!(action(&p, "b").is_some());
+    // "a" comes back (restarted): a new domain again, not shrunk at once.
+    let p = run(&mut c, 4000, &big_host(), &[dom("a", 1024, 2048, 300, 5)]);
+    assert!(has_note(&p, "a", |n| *n == Note::Appeared));
+    assert!(has_note(&p, "b", |n| *n == Note::Vanished));
+    assert!(acts(&p).is_empty());
+    // A duplicate UUID is used once.
+    let p = run(
+        &mut c,
+        6000,
+        &big_host(),
+        &[dom("a", 1024, 2048, 300, 7), dom("a", 1024, 2048, 300, 7)],
+    );
+    assert_eq!(acts(&p).len(), 1);
+    assert_eq!(p.domains.len(), 1);
+}
+
+#[test]
+fn lagging_stats_do_not_double_grant() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+    let to = action(&p, "a").expect("grant").to_kib;
+    // Balloon not there yet, fresh stats still from before: no new grant,
+    // no shrink, pending noted.
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
+    assert!(acts(&p).is_empty(), "stacked: {p}");
+    assert!(has_note(&p, "a", |n| matches!(
+        n,
+        Note::BalloonPending { .. }
+    )));
+    // Balloon reached it, stats still from before the grant: no grant.
+    let at = to / MIB;
+    let before = DomainMem {
+        actual_kib: to,
+        ..dom("a", 512, 4096, 30, 5)
+    };
+    let p = run(&mut c, 4000, &big_host(), &[before]);
+    assert!(acts(&p).is_empty(), "double grant: {p}");
+    // Now the stats show it: in band, nothing.
+    let p = run(
+        &mut c,
+        6000,
+        &big_host(),
+        &[dom("a", at, 4096, 30 + at - 512, 7)],
+    );
+    assert!(acts(&p).is_empty(), "{p}");
+}
+
+#[test]
+fn balloon_that_never_moves_is_abandoned() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+    assert!(!acts(&p).is_empty());
+    let mut timed_out = false;
+    for k in 1..10u64 {
+        let p = run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[dom("a", 512, 4096, 30, 1 + 2 * k)],
+        );
+        timed_out |= has_note(&p, "a", |n| matches!(n, Note::BalloonTimeout { .. }));
+        if timed_out {
+            // Abandoned: the still-short guest is asked again.
+            assert!(action(&p, "a").is_some_and(SetMemory::is_grow), "{p}");
+            break;
+        }
+        assert!(acts(&p).is_empty(), "{p}");
+    }
+    assert!(timed_out);
+}
+
+#[test]
+fn grow_cuts_a_pending_release_short() {
+    let mut c = Coordinator::new(MemConfig::default());
+    run(&mut c, 0, &big_host(), &[dom("a", 1024, 2048, 400, 1)]);
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 1024, 2048, 400, 3)]);
+    let r = action(&p, "a").expect("release").clone();
+    assert!(!r.is_grow());
+    // The balloon has not moved yet and the guest suddenly needs memory.
+    let d = DomainMem {
+        unused_kib: Some(20 * MIB),
+        ..dom("a", 1024, 2048, 400, 5)
+    };
+    let p = run(&mut c, 4000, &big_host(), &[d]);
+    let g = action(&p, "a").expect("grow");
+    assert!(g.is_grow(), "{p}");
+    assert_eq!(g.from_kib, 1024 * MIB);
+    assert!(g.to_kib >= 1024 * MIB + 96 * MIB, "{p}");
+}
+
+#[test]
+fn size_changed_by_someone_else_is_not_granted_twice() {
+    let mut c = Coordinator::new(MemConfig::default());
+    run(&mut c, 0, &big_host(), &[dom("a", 1024, 4096, 110, 1)]);
+    // Someone set 2048 MiB; the stats still show the old balloon.
+    let d = DomainMem {
+        actual_kib: 2048 * MIB,
+        ..dom("a", 1024, 4096, 90, 3)
+    };
+    let p = run(&mut c, 2000, &big_host(), &[d]);
+    assert!(acts(&p).is_empty(), "{p}");
+}
+
+#[test]
+fn uncommitted_plan_leaves_nothing_in_flight() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // Planned, never applied (the call failed or was not made).
+    let p = c.plan(0, &big_host(), &[dom("a", 512, 4096, 30, 1)]);
+    let first = action(&p, "a").expect("grant").clone();
+    // The next plan is neither blocked nor reduced by it.
+    let p = run(&mut c, 2000, &big_host(), &[dom("a", 512, 4096, 30, 3)]);
+    assert_eq!(action(&p, "a"), Some(&first), "{p}");
+    // Only what was committed is in flight: no second grant now.
+    let p = run(&mut c, 4000, &big_host(), &[dom("a", 512, 4096, 30, 5)]);
+    assert!(acts(&p).is_empty(), "stacked on a committed grant: {p}");
+    // A release planned but not applied does not cut a later grant short
+    // nor count as freed memory.
+    let mut c = Coordinator::new(MemConfig::default());
+    run(&mut c, 0, &big_host(), &[dom("b", 1024, 2048, 400, 1)]);
+    let p = c.plan(2000, &big_host(), &[dom("b", 1024, 2048, 400, 3)]);
+    let r = action(&p, "b").expect("release").clone();
+    assert!(!r.is_grow());
+    let p = run(&mut c, 4000, &big_host(), &[dom("b", 1024, 2048, 400, 5)]);
+    assert_eq!(action(&p, "b"), Some(&r), "same release again: {p}");
+}
+
+#[test]
+fn grants_funded_by_a_failed_release_are_rebudgeted() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // Host exactly at its reserve: the grant is funded by the donor only.
+    let donor = dom("donor", 2048, 4096, 400, 1);
+    run(&mut c, 0, &host_mib(10_000), std::slice::from_ref(&donor));
+    let doms = [
+        DomainMem {
+            last_update: Some(3),
+            ..donor
+        },
+        dom("needy", 512, 2048, 30, 1),
+    ];
+    let p = c.plan(2000, &host_mib(200), &doms);
+    assert_eq!((p.releases.len(), p.grants.len()), (1, 1), "{p}");
+    assert_eq!(p.grants_funded(p.released_kib()), p.grants);
+    // The release failed: nothing funds the grant.
+    assert!(p.grants_funded(0).is_empty(), "{p}");
+    // Half of it took effect: a grant of at most that half.
+    let half = p.released_kib() / 2;
+    let g = p.grants_funded(half);
+    assert_eq!(g.len(), 1);
+    assert!(g[0].to_kib - g[0].from_kib <= half, "{:?}", g[0]);
+    assert_eq!(g[0].from_kib, p.grants[0].from_kib);
+    // Claims beyond the planned releases fund nothing more.
+    assert_eq!(p.grants_funded(u64::MAX), p.grants);
+}
+
+#[test]
+fn clock_step_mid_grant_never_double_grants() {
+    for step in [-3600i64, 3600] {
+        let lu = |s: u64| Some(s.saturating_add_signed(step));
+        let mut c = Coordinator::new(MemConfig::default());
+        let p = run(&mut c, 0, &big_host(), &[dom("a", 512, 4096, 30, 10_000)]);
+        let to = action(&p, "a").expect("grant").to_kib;
+        let at = to / MIB;
+        // Balloon not there yet, host clock stepped, stats from before.
+        let d = DomainMem {
+            last_update: lu(10_002),
+            ..dom("a", 512, 4096, 30, 0)
+        };
+        let p = run(&mut c, 2000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: {p}");
+        assert!(has_note(&p, "a", |n| matches!(
+            n,
+            Note::StatsClockStep { .. }
+        )));
+        // Balloon there, stats still from before the grant.
+        let d = DomainMem {
+            actual_kib: to,
+            last_update: lu(10_004),
+            ..dom("a", 512, 4096, 30, 0)
+        };
+        let p = run(&mut c, 4000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: double grant: {p}");
+        // The stats show it: in band, nothing.
+        let d = DomainMem {
+            last_update: lu(10_006),
+            ..dom("a", at, 4096, 30 + at - 512, 0)
+        };
+        let p = run(&mut c, 6000, &big_host(), &[d]);
+        assert!(acts(&p).is_empty(), "step {step}: {p}");
+        assert!(!has_note(&p, "a", |n| matches!(
+            n,
+            Note::StatsClockStep { .. }
+        )));
+    }
+}
+
+#[test]
+fn clock_step_keeps_the_consumption_rate() {
+    // 10 MiB/s over fresh samples, then the host clock steps 1 h either
+    // way: the rate over the step comes from the monotonic clock.
+    for step in [-3600i64, 3600] {
+        let cfg = MemConfig {
+            rate_window: 1,
+            ..MemConfig::default()
+        };
+        let mut c = Coordinator::new(cfg);
+        let mut last = None;
+        for k in 0..4u64 {
+            let shift = if k == 3 { step } else { 0 };
+            let lu = (1000 + 2 * k).saturating_add_signed(shift);
+            last = Some(run(
+                &mut c,
+                k * 2000,
+                &big_host(),
+                &[dom("a", 2048, 4096, 200 - 20 * k, lu)],
+            ));
+        }
+        let p = last.expect("planned");
+        let a = action(&p, "a").expect("grown");
+        let Reason::Grow { rate_kib_s, .. } = a.reason else {
+            panic!("{a}");
+        };
+        assert_eq!(rate_kib_s, 10 * MIB, "step {step}: {a}");
+    }
+}
+
+/// A guest consuming 10 MiB/s over three fresh samples (the last one
+/// grants), the grant lands, then its stats stall at `last_update` 5.
+/// Returns the plans of the stalled periods 3..12.
+fn stall_after_consuming(cfg: MemConfig) -> Vec<MemPlan> {
+    let mut c = Coordinator::new(cfg);
+    let mut actual = 1024;
+    for k in 0..3u64 {
+        let p = run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[dom("a", 1024, 4096, 160 - 20 * k, 1 + 2 * k)],
+        );
+        if let Some(a) = action(&p, "a") {
+            actual = a.to_kib / MIB;
+        }
+    }
+    assert!(actual > 1024, "the consumer was granted");
+    (3..12u64)
+        .map(|k| {
+            let d = DomainMem {
+                actual_kib: actual * MIB,
+                ..dom("a", 1024, 4096, 120, 5)
+            };
+            let p = run(&mut c, k * 2000, &big_host(), &[d]);
+            if let Some(a) = action(&p, "a") {
+                actual = a.to_kib / MIB;
+            }
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn stalled_stats_of_a_consuming_guest_get_one_bounded_grant() {
+    let cfg = MemConfig::default();
+    let plans = stall_after_consuming(cfg.clone());
+    let grants: Vec<(usize, SetMemory)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.actions().map(move |a| (i, a.clone())))
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let (i, g) = &grants[0];
+    assert!(g.is_grow(), "{g}");
+    assert!(matches!(g.reason, Reason::Stalled { .. }), "{g}");
+    assert!(g.to_kib - g.from_kib <= cfg.stale_grant_kib, "{g}");
+    // Not before the stall outlasted two intervals (sample seen at 4 s,
+    // interval 2 s: first stalled at 10 s, the third stalled period).
+    assert_eq!(*i, 2, "{g}");
+    // Off: nothing.
+    let off = stall_after_consuming(MemConfig {
+        stale_grant_kib: 0,
+        ..MemConfig::default()
+    });
+    assert!(off.iter().all(|p| acts(p).is_empty()));
+}
+
+#[test]
+fn stalled_stats_of_a_comfortable_guest_get_nothing() {
+    let mut c = Coordinator::new(MemConfig::default());
+    // In the band and not consuming; one with a lot free.
+    let calm = |lu| dom("calm", 1024, 4096, 116, lu);
+    let fat = |lu| dom("fat", 4096, 8192, 3000, lu);
+    for k in 0..3u64 {
+        run(
+            &mut c,
+            k * 2000,
+            &big_host(),
+            &[calm(1 + 2 * k), fat(1 + 2 * k)],
+        );
+    }
+    for k in 3..30u64 {
+        let p = run(&mut c, k * 2000, &big_host(), &[calm(5), fat(5)]);
+        assert!(acts(&p).is_empty(), "period {k}: {p}");
+    }
+}
+
+#[test]
+fn stale_between_samples_is_not_a_stall() {
+    // Stats every 4 s, planned every 2 s: every other period is stale. A
+    // guest eating 5 MiB/s is grown on fresh samples only (the fresh
+    // decision covered the look-ahead), and never starves.
+    let mut c = Coordinator::new(MemConfig::default());
+    let mut g = Guest {
+        name: "a",
+        actual_mib: 1024,
+        max_mib: 8192,
+        used_mib: 800,
+    };
+    let mut sample = g.snapshot(1);
+    let mut grants = 0;
+    for k in 0..40u64 {
+        if k % 2 == 0 {
+            sample = g.snapshot(1 + 2 * k);
+        }
+        let d = DomainMem {
+            actual_kib: g.actual_mib * MIB,
+            ..sample.clone()
+        };
+        let p = run(&mut c, k * 2000, &big_host(), &[d]);
+        if k % 2 == 1 {
+            assert!(acts(&p).is_empty(), "period {k}: {p}");
+        }
+        grants += p.grants.len();
+        g.apply(&p);
+        g.used_mib += 10;
+        assert!(g.free_mib() >= 40, "period {k}: free {}", g.free_mib());
+    }
+    assert!(grants >= 5, "{grants} grants");
+}
+
+#[test]
+fn one_line_report() {
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(
+        &mut c,
+        0,
+        &big_host(),
+        &[
+            dom("web", 512, 2048, 30, 1),
+            DomainMem {
+                unused_kib: None,
+                ..dom("db", 1024, 2048, 0, 1)
+            },
+        ],
+    );
+    let line = p.to_string();
+    assert!(!line.contains('\n'));
+    assert!(line.starts_with("host free 20480M->"), "{line}");
+    assert!(line.contains("| web 512M free 30M +"), "{line}");
+    assert!(line.contains("| db 1024M free ?"), "{line}");
+    let a = acts(&p)[0].to_string();
+    assert!(a.starts_with("web: 512M -> "), "{a}");
+    assert!(a.contains("grow: free 30M"), "{a}");
+}
+
+// ---- Property tests ------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct PDom {
+    present: bool,
+    stats: bool,
+    lu_step: u64, // 0: stale
+    actual: u64,
+    max: u64,
+    used: u64,
+    unused: u64,
+}
+
+fn pdom() -> impl Strategy<Value = PDom> {
+    (
+        any::<bool>(),
+        prop::bool::weighted(0.85),
+        prop_oneof![Just(0u64), Just(1), Just(2), Just(5)],
+        64 * MIB..8192 * MIB,
+        64 * MIB..8192 * MIB,
+        0..4096 * MIB,
+        0..4096 * MIB,
+    )
+        .prop_map(
+            |(present, stats, lu_step, actual, max, used, unused)| PDom {
+                present: present || lu_step != 5,
+                stats,
+                lu_step,
+                actual,
+                max,
+                used,
+                unused,
+            },
+        )
+}
+
+fn pcfg() -> impl Strategy<Value = MemConfig> {
+    (
+        0..300 * MIB,
+        0..100 * MIB,
+        0.0..1.0f64,
+        0..256 * MIB,
+        0..16 * MIB,
+        0..512 * MIB,
+        0..2048 * MIB,
+        0..5u32,
+    )
+        .prop_map(|(t, b, f, cap, step, floor, reserve, la)| MemConfig {
+            target_free_kib: t,
+            band_kib: b,
+            release_fraction: f,
+            release_cap_kib: cap,
+            min_step_kib: step,
+            min_floor_kib: floor,
+            host_reserve_kib: reserve,
+            growth_lookahead_periods: la,
+            ..MemConfig::default()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Over random sequences of periods (domains present or not, stats
+    /// missing, stale or fresh, any sizes, host anywhere): every shrink
+    /// stays at or above the floor, by at most the cap, and only on fresh
+    /// stats seen advancing; every grow stays at or below max, never on
+    /// missing stats, and on stale stats only as the one grant of a stall;
+    /// if anything is granted,
+    /// host_free − Σgrow + Σrelease ≥ reserve.
+    #[test]
+    fn invariants_hold(
+        cfg in pcfg(),
+        periods in prop::collection::vec(
+            (0..4096 * MIB, prop::collection::vec(pdom(), 4)), 1..8),
+    ) {
+        let mut c = Coordinator::new(cfg.clone());
+        // Last lu seen per domain index in the previous period (None: absent
+        // or without stats).
+        let mut prev: [Option<u64>; 4] = [None; 4];
+        let mut lus = [1000u64; 4];
+        // Grants made during the current stale streak, per domain index.
+        let mut stall_grants = [0u32; 4];
+        for (k, (host_free, ps)) in periods.iter().enumerate() {
+            for (i, p) in ps.iter().enumerate() {
+                if !(p.present && p.stats && p.lu_step == 0 && prev[i].is_some()) {
+                    stall_grants[i] = 0;
+                }
+            }
+            let mut doms = Vec::new();
+            let mut now_prev = [None; 4];
+            for (i, p) in ps.iter().enumerate() {
+                if !p.present {
+                    continue;
+                }
+                lus[i] += p.lu_step;
+                let d = DomainMem {
+                    uuid: format!("u{i}"),
+                    name: format!("d{i}"),
+                    actual_kib: p.actual,
+                    max_kib: p.max,
+                    unused_kib: p.stats.then_some(p.unused),
+                    available_kib: Some(p.used + p.unused),
+                    usable_kib: None,
+                    last_update: Some(lus[i]),
+                    rss_kib: None,
+                };
+                if p.stats {
+                    now_prev[i] = Some(lus[i]);
+                }
+                doms.push((i, d));
+            }
+            let input: Vec<DomainMem> = doms.iter().map(|(_, d)| d.clone()).collect();
+            let plan = run(&mut c, k as u64 * 2000, &HostMem { free_kib: *host_free }, &input);
+            for a in acts(&plan) {
+                let (i, d) = doms.iter().find(|(_, d)| d.uuid == a.uuid).expect("known domain");
+                let p = &ps[*i];
+                prop_assert_eq!(a.from_kib, d.actual_kib);
+                prop_assert!(a.from_kib.abs_diff(a.to_kib) >= cfg.min_step_kib.max(1), "{}", a);
+                prop_assert!(p.stats, "resized without stats: {}", a);
+                let stale = prev[*i] == Some(lus[*i]);
+                if stale {
+                    prop_assert!(a.is_grow(), "shrunk on stale stats: {}", a);
+                    prop_assert!(matches!(a.reason, Reason::Stalled { .. }), "{}", a);
+                    stall_grants[*i] += 1;
+                    prop_assert!(stall_grants[*i] <= 1, "second grant in a stall: {}", a);
+                }
+                if a.is_grow() {
+                    prop_assert!(a.to_kib <= d.max_kib, "above max: {}", a);
+                } else {
+                    let floor = cfg.floor_kib(&d.name, p.used, p.max);
+                    prop_assert!(a.to_kib >= floor, "below floor {}: {}", floor, a);
+                    prop_assert!(a.from_kib - a.to_kib <= cfg.release_cap_kib, "over cap: {}", a);
+                    prop_assert!(prev[*i].is_some_and(|l| lus[*i] > l), "shrunk unproven: {}", a);
+                }
+            }
+            let grants = plan.granted_kib();
+            let releases = plan.released_kib();
+            if grants > 0 {
+                prop_assert!(
+                    u128::from(*host_free) + u128::from(releases)
+                        >= u128::from(grants) + u128::from(cfg.host_reserve_kib),
+                    "reserve broken: {}", plan
+                );
+                prop_assert!(plan.host_free_after_kib >= cfg.host_reserve_kib);
+            }
+            let first_grow = acts(&plan).iter().position(SetMemory::is_grow);
+            let last_release = acts(&plan).iter().rposition(|a| !a.is_grow());
+            if let (Some(g), Some(r)) = (first_grow, last_release) {
+                prop_assert!(r < g, "a release after a grant");
+            }
+            prev = now_prev;
+        }
+    }
+
+    /// For any plan and any subset of its releases that took effect: the
+    /// grants re-funded by them keep the host at or above its reserve (when
+    /// it started there; when it started below, its figure does not go
+    /// down), and with every release effective they are the plan's grants.
+    /// What was applied is committed, as the daemon does.
+    #[test]
+    fn funded_grants_keep_the_reserve(
+        cfg in pcfg(),
+        periods in prop::collection::vec(
+            (0..4096 * MIB, prop::collection::vec(pdom(), 4), any::<u8>()), 1..8),
+    ) {
+        let mut c = Coordinator::new(cfg.clone());
+        let mut lus = [1000u64; 4];
+        for (k, (host_free, ps, mask)) in periods.iter().enumerate() {
+            let doms: Vec<DomainMem> = ps.iter().enumerate().filter(|(_, p)| p.present).map(|(i, p)| {
+                lus[i] += p.lu_step;
+                DomainMem {
+                    uuid: format!("u{i}"),
+                    name: format!("d{i}"),
+                    actual_kib: p.actual,
+                    max_kib: p.max,
+                    unused_kib: p.stats.then_some(p.unused),
+                    available_kib: Some(p.used + p.unused),
+                    usable_kib: None,
+                    last_update: Some(lus[i]),
+                    rss_kib: None,
+                }
+            }).collect();
+            let now = k as u64 * 2000;
+            let plan = c.plan(now, &HostMem { free_kib: *host_free }, &doms);
+            prop_assert_eq!(plan.grants_funded(plan.released_kib()), plan.grants.clone());
+            let effective: Vec<SetMemory> = plan.releases.iter().enumerate()
+                .filter(|(i, _)| mask & (1 << (i % 8)) != 0)
+                .map(|(_, a)| a.clone())
+                .collect();
+            let released: u64 = effective.iter().map(|a| a.from_kib - a.to_kib).sum();
+            let funded = plan.grants_funded(released);
+            let granted: u64 = funded.iter().map(|a| a.to_kib - a.from_kib).sum();
+            for (f, g) in funded.iter().zip(&plan.grants) {
+                prop_assert!(f.to_kib <= g.to_kib && f.from_kib == g.from_kib, "{} vs {}", f, g);
+            }
+            let after = i128::from(*host_free) - i128::from(granted) + i128::from(released);
+            if *host_free >= cfg.host_reserve_kib {
+                prop_assert!(after >= i128::from(cfg.host_reserve_kib),
+                    "host {} < reserve {}: {}", after, cfg.host_reserve_kib, plan);
+            } else {
+                prop_assert!(granted <= released, "host went down: {}", plan);
+            }
+            let applied: Vec<SetMemory> = effective.into_iter().chain(funded).collect();
+            c.commit(now, &applied);
+        }
+    }
+
+    /// A guest short of memory, not consuming, whose balloon lands one
+    /// period after a request and whose stats stall at random; a new sample
+    /// shows the balloon of its own period or (`lag`) of the one before,
+    /// never older than the sample seen before it; the host wall clock steps 1 h back or forward at period
+    /// `at`. It is grown once to the middle of the band: never a second
+    /// grant, whatever the step.
+    #[test]
+    fn clock_step_never_double_grants(
+        back in any::<bool>(),
+        at in 1..10u64,
+        lag in 0..2usize,
+        free0 in 0..90u64,
+        fresh in prop::collection::vec(prop::bool::weighted(0.7), 12),
+    ) {
+        let cfg = MemConfig::default();
+        let (used, kernel) = (300 * MIB, KERNEL_MIB * MIB);
+        let mut actual = used + kernel + free0 * MIB;
+        let mut c = Coordinator::new(cfg.clone());
+        let mut pending = None;
+        let mut seen_actual = Vec::new();
+        let mut sample = (0u64, 0u64, 0u64); // lu, unused, available
+        for (k, &new) in fresh.iter().enumerate() {
+            let k = k as u64;
+            if let Some(to) = pending.take() {
+                actual = to;
+            }
+            seen_actual.push(actual);
+            if k == 0 || new {
+                let wall = 10_000 + 2 * k;
+                let lu = match (k >= at, back) {
+                    (false, _) => wall,
+                    (true, true) => wall - 3600,
+                    (true, false) => wall + 3600,
+                };
+                let a = seen_actual[seen_actual.len().saturating_sub(1 + lag)];
+                sample = (lu, a - kernel - used, a - kernel);
+            }
+            let d = DomainMem {
+                uuid: "u".into(),
+                name: "g".into(),
+                actual_kib: actual,
+                max_kib: 4096 * MIB,
+                unused_kib: Some(sample.1),
+                available_kib: Some(sample.2),
+                usable_kib: None,
+                last_update: Some(sample.0),
+                rss_kib: None,
+            };
+            let p = run(&mut c, k * 2000, &big_host(), &[d]);
+            for a in p.actions() {
+                prop_assert!(a.is_grow(), "period {}: {}", k, p);
+                pending = Some(a.to_kib);
+                let free_after = a.to_kib - kernel - used;
+                prop_assert!(free_after <= cfg.target_free_kib + cfg.band_kib,
+                    "period {}: over-granted to {} KiB free: {}", k, free_after, p);
+            }
+        }
+        prop_assert!(actual - kernel - used >= cfg.target_free_kib);
+    }
+
+    /// All guests inside the band, not consuming, fresh stats, host
+    /// above its reserve: no action, period after period.
+    #[test]
+    fn steady_state_is_quiet(
+        guests in prop::collection::vec((0..=32 * MIB, 64 * MIB..4096 * MIB, 0..=1024 * MIB), 1..6),
+        periods in 2..6u64,
+    ) {
+        let cfg = MemConfig::default();
+        let mut c = Coordinator::new(cfg.clone());
+        for k in 0..periods {
+            let doms: Vec<DomainMem> = guests.iter().enumerate().map(|(i, &(f, used, head))| {
+                let unused = cfg.target_free_kib + f;
+                let actual = used + unused + KERNEL_MIB * MIB;
+                DomainMem {
+                    uuid: format!("u{i}"),
+                    name: format!("d{i}"),
+                    actual_kib: actual,
+                    max_kib: actual + head,
+                    unused_kib: Some(unused),
+                    available_kib: Some(used + unused),
+                    usable_kib: None,
+                    last_update: Some(50 + 2 * k),
+                    rss_kib: None,
+                }
+            }).collect();
+            let plan = run(&mut c, k * 2000, &HostMem { free_kib: 4096 * MIB }, &doms);
+            prop_assert!(acts(&plan).is_empty(), "{}", plan);
+        }
+    }
+}
+
+// ---- Simulator -----------------------------------------------------
+
+struct SimReport {
+    min_free_consuming_mib: f64,
+    reached_max_at_s: Option<f64>,
+    largest_release_mib: u64,
+    largest_release_after_free_mib: u64,
+    periods_to_target: Option<u64>,
+    oom: u32,
+    releases_after_free: Vec<u64>,
+}
+
+/// One guest (kernel 40 MiB, 80 MiB used at rest, balloon 512 MiB, max
+/// 2048 MiB) whose program eats 15 MB/s until it has 1778 MiB, holds 10 s
+/// and frees everything. The guest samples its stats every 2 s; the
+/// coordinator sees the sample of one stats period earlier; a `setmem`
+/// lands 1 s after it is issued. Returns the figures.
+fn simulate(period_ms: u64, phase_ms: u64) -> SimReport {
+    let cfg = MemConfig::default();
+    let band_top = (cfg.target_free_kib + cfg.band_kib) as f64;
+    let mut c = Coordinator::new(cfg.clone());
+    let max = 2048.0 * MIB as f64;
+    let kernel = (KERNEL_MIB * MIB) as f64;
+    let base_used = 80.0 * MIB as f64;
+    let eat = 15e6 / 1024.0; // KiB/s
+    let stop_used = base_used + 1778.0 * MIB as f64;
+    let mut used = base_used;
+    let mut actual = 512.0 * MIB as f64;
+    let mut pending: Vec<(u64, u64)> = Vec::new();
+    let mut samples: Vec<DomainMem> = Vec::new();
+    let mut hold_until = None;
+    let mut freed_at: Option<u64> = None;
+    let mut r = SimReport {
+        min_free_consuming_mib: f64::MAX,
+        reached_max_at_s: None,
+        largest_release_mib: 0,
+        largest_release_after_free_mib: 0,
+        periods_to_target: None,
+        oom: 0,
+        releases_after_free: Vec::new(),
+    };
+    let mut periods_since_free = 0;
+    let tick = 100u64;
+    let mut t = 0u64;
+    while t <= 400_000 {
+        // Guest program.
+        match (hold_until, freed_at) {
+            (None, None) => {
+                used += eat * tick as f64 / 1000.0;
+                if used >= stop_used {
+                    used = stop_used;
+                    hold_until = Some(t + 10_000);
+                }
+            }
+            (Some(h), None) if t >= h => {
+                used = base_used;
+                freed_at = Some(t);
+            }
+            _ => {}
+        }
+        // Balloon.
+        pending.retain(|&(at, to)| {
+            if at <= t {
+                actual = to as f64;
+                false
+            } else {
+                true
+            }
+        });
+        let free = actual - kernel - used;
+        if free < 0.0 {
+            r.oom += 1;
+            used = actual - kernel;
+        }
+        if freed_at.is_none() && actual < max {
+            r.min_free_consuming_mib = r.min_free_consuming_mib.min(free / MIB as f64);
+        }
+        if actual >= max && r.reached_max_at_s.is_none() {
+            r.reached_max_at_s = Some(t as f64 / 1000.0);
+        }
+        // Guest stats every 2 s.
+        if t % 2000 == 0 {
+            let unused = (actual - kernel - used).max(0.0) as u64;
+            samples.push(DomainMem {
+                uuid: "u".into(),
+                name: "consumer".into(),
+                actual_kib: 0,
+                max_kib: max as u64,
+                unused_kib: Some(unused),
+                available_kib: Some((actual - kernel) as u64),
+                usable_kib: Some(unused),
+                last_update: Some(1_000 + t / 1000),
+                rss_kib: None,
+            });
+        }
+        // Coordinator.
+        if t >= phase_ms && (t - phase_ms) % period_ms == 0 {
+            // The newest sample at least one stats period old.
+            let seen = samples
+                .iter()
+                .rev()
+                .find(|s| s.last_update.unwrap_or(0) + 2 <= 1_000 + t / 1000);
+            let d = match seen {
+                Some(s) => DomainMem {
+                    actual_kib: actual as u64,
+                    ..s.clone()
+                },
+                None => DomainMem {
+                    uuid: "u".into(),
+                    name: "consumer".into(),
+                    actual_kib: actual as u64,
+                    max_kib: max as u64,
+                    ..DomainMem::default()
+                },
+            };
+            let p = run(
+                &mut c,
+                t,
+                &HostMem {
+                    free_kib: 20 * 1024 * MIB,
+                },
+                &[d],
+            );
+            for a in p.actions() {
+                if !a.is_grow() {
+                    let rel = (a.from_kib - a.to_kib) / MIB;
+                    r.largest_release_mib = r.largest_release_mib.max(rel);
+                    if freed_at.is_some() {
+                        r.largest_release_after_free_mib =
+                            r.largest_release_after_free_mib.max(rel);
+                        r.releases_after_free.push(rel);
+                    }
+                }
+                pending.push((t + 1000, a.to_kib));
+            }
+            if freed_at.is_some() && r.periods_to_target.is_none() {
+                periods_since_free += 1;
+                if free <= band_top {
+                    r.periods_to_target = Some(periods_since_free);
+                }
+            }
+        }
+        t += tick;
+    }
+    r
+}
+
+#[test]
+fn simulated_consumer_never_starves_and_release_is_gradual() {
+    let cap = MemConfig::default().release_cap_kib / MIB;
+    for (period, phase) in [(2000, 0), (2000, 1000), (1000, 0), (1000, 500)] {
+        let r = simulate(period, phase);
+        println!(
+            "period {period} ms, phase {phase} ms: min free while consuming under max {:.1} MiB, \
+             max reached at {:?} s, largest release {} MiB (after free: {} MiB), \
+             periods back to target {:?}, OOM ticks {}, releases after free {:?}",
+            r.min_free_consuming_mib,
+            r.reached_max_at_s,
+            r.largest_release_mib,
+            r.largest_release_after_free_mib,
+            r.periods_to_target,
+            r.oom,
+            r.releases_after_free,
+        );
+        assert_eq!(r.oom, 0);
+        // ~50 MB = 47.7 MiB.
+        assert!(
+            r.min_free_consuming_mib >= 47.7,
+            "free fell to {:.1} MiB",
+            r.min_free_consuming_mib
+        );
+        assert!(r.reached_max_at_s.is_some(), "never reached max");
+        assert!(r.largest_release_mib <= cap);
+        assert!(r.releases_after_free.len() >= 10, "not gradual");
+        let bound = 1800 / cap * 2000 / period + 10;
+        let periods = r.periods_to_target.expect("never back to target");
+        assert!(periods <= bound, "{periods} periods > {bound}");
+    }
+}
