@@ -3,6 +3,7 @@
 //! Global flags may stand before or after the command. Every error is one
 //! line naming the offending argument; nothing here panics on any input.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -175,6 +176,23 @@ fn parse_f64(what: &str, s: &str) -> Result<f64, CliError> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => err(format!("{what} must be a non-negative number, got '{s}'")),
     }
+}
+
+/// The arguments as UTF-8 strings; the error names the first that is not
+/// (counting from 1 after the program name), shown lossily and escaped.
+pub fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, CliError> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.into_string().or_else(|bad| {
+                err(format!(
+                    "argument {} is not valid UTF-8: '{}'",
+                    i + 1,
+                    bad.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Splits `--flag=value` or takes the next argument as the value.
@@ -668,6 +686,19 @@ mod tests {
         }
         assert!(keys >= 13, "only {keys} keys found in the sample config");
         assert!(help.contains("exclude") && help.contains("floor.<domain>"));
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec![
+            OsString::from("status"),
+            OsString::from_vec(b"--window=\xff".to_vec()),
+        ];
+        let e = utf8_args(args).expect_err("invalid UTF-8");
+        assert_eq!(e.0, "argument 2 is not valid UTF-8: '--window=\u{fffd}'");
+        let ok = utf8_args([OsString::from("run")]).expect("valid");
+        assert_eq!(ok, vec!["run".to_string()]);
     }
 
     #[test]

@@ -4,27 +4,28 @@ use std::process::ExitCode;
 
 use kvmsched::cli::{self, Cli, Command};
 use kvmsched::daemon::{self, Options, Reloaded};
+use kvmsched::json::printable;
 use kvmsched::log::Logger;
 use kvmsched::policy::memory::MemConfig;
 use kvmsched::policy::vcpu::{parse_cpu_list, VcpuConfig};
 use kvmsched::{config, metrics, signals, status, virt};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cli = match cli::parse(&args) {
+    let cli = match cli::utf8_args(std::env::args_os().skip(1)).and_then(|a| cli::parse(&a)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("kvmsched: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(&e.0, 2),
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kvmsched: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => fail(&e, 1),
     }
+}
+
+/// Prints `kvmsched: <msg>` as one line (libvirt messages may hold line
+/// breaks and names control characters) and returns exit status `code`.
+fn fail(msg: &str, code: u8) -> ExitCode {
+    eprintln!("kvmsched: {}", printable(msg));
+    ExitCode::from(code)
 }
 
 /// The policy configs: defaults, then the config file, then flags.
