@@ -612,3 +612,106 @@ fn sigterm_ends_a_call_that_never_returns() {
     drop(keep);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Exit status 2 with exactly one `kvmsched: ` line on stderr that
+/// contains every one of `needles`.
+fn assert_usage_error(o: &Output, what: &str, needles: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{what}: {e}");
+    assert_eq!(e.lines().count(), 1, "{what}: one line, got {e:?}");
+    assert!(e.starts_with("kvmsched: "), "{what}: {e}");
+    for n in needles {
+        assert!(e.contains(n), "{what}: {e:?} should contain {n:?}");
+    }
+}
+
+#[test]
+fn command_line_mib_values_are_range_checked_like_the_config_file() {
+    // One MiB more than fits in a u64 of KiB: it used to wrap to a reserve
+    // of 0 KiB and run.
+    let too_big = (u64::MAX / 1024 + 1).to_string();
+    for flag in ["--host-reserve", "--target-free", "--min-floor"] {
+        let o = kvmsched(&[
+            "-c",
+            "test:///default",
+            "--dry-run",
+            "memory",
+            "0.05",
+            flag,
+            &too_big,
+            "--iterations",
+            "1",
+        ]);
+        assert_usage_error(&o, flag, &[flag, &too_big, "at most"]);
+    }
+    for (flag, value) in [
+        ("--host-reserve", "-1"),
+        ("--min-floor", "1.5"),
+        ("--threshold", "-1"),
+    ] {
+        let cmd = if flag == "--threshold" {
+            "vcpu"
+        } else {
+            "memory"
+        };
+        let o = kvmsched(&["-c", "test:///default", cmd, "1", flag, value]);
+        assert_usage_error(&o, flag, &[flag, value]);
+    }
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_one_line_and_exit_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"--config=/tmp/\xff.conf");
+    let o = Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+        .args(["-c", "test:///default", "status"])
+        .arg(bad)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .expect("run kvmsched");
+    assert_usage_error(&o, "non-UTF-8", &["argument 4", "not valid UTF-8"]);
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn control_characters_in_domain_names_are_escaped() {
+    // The name is "ev" CR "il" CSI(U+009B) "[31m" DEL TAB "X", written as
+    // character references in the node XML (XML 1.0 cannot carry ESC
+    // itself; the escaping rule for it is the JSON one, tested in json.rs).
+    let uri = node_uri(
+        "cli-names",
+        2,
+        &[Guest {
+            name: "ev&#13;il&#155;[31m&#127;&#9;X",
+            ..Default::default()
+        }],
+    );
+    let escaped = "ev\\ril\\u009b[31m\\u007f\\tX";
+    let raw = ['\r', '\u{9b}', '\u{7f}', '\t'];
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.contains(&raw[..]),
+            "{what} prints control characters raw: {text:?}"
+        );
+    };
+
+    let o = kvmsched(&["-c", &uri, "--trace", "status", "--window", "0.05"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    clean("status", &stdout(&o));
+    clean("--trace", &stderr(&o));
+    assert!(stdout(&o).contains(escaped), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&format!("({escaped})")),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = kvmsched(&["-c", &uri, "-v", "vcpu", "0.05", "--iterations", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    clean("human log", &stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("pin {escaped} vCPU 0")),
+        "{}",
+        stdout(&o)
+    );
+}
