@@ -1,4 +1,4 @@
-//! Memory coordinator policy (issue 4): balloon sizes for every domain, one
+//! Memory coordinator policy: balloon sizes for every domain, one
 //! period at a time.
 //!
 //! Pure: plain snapshots in ([`DomainMem`], [`HostMem`]), a plan out
