@@ -26,27 +26,30 @@
 //! Declared once, in [`settings::SETTINGS`]; this table is its rendering
 //! ([`settings::doc_table`], checked by a test):
 //!
-//! | key | value | default |
-//! |-----|-------|---------|
-//! | `vcpu.threshold` | std-dev of pCPU loads (points) counted as balanced; a number >= 0 | 5 |
-//! | `vcpu.max_moves` | most pin changes per interval; a whole number >= 1 | 64 |
-//! | `vcpu.confirm_intervals` | intervals a small imbalance must last before pins change; a whole number >= 1 | 2 |
-//! | `vcpu.cpus` | pCPUs the vCPUs may be pinned to; a CPU list such as 0-3,8 | all online pCPUs |
-//! | `vcpu.smoothing` | EWMA weight of the newest usage sample; a number greater than 0 and at most 1 | 0.5 |
-//! | `memory.target_free_mib` | free memory each guest should keep; whole MiB | 100 |
-//! | `memory.band_mib` | dead band above the target; whole MiB | 32 |
-//! | `memory.release_fraction` | share of a guest's excess free memory released per period; a number greater than 0 and at most 1 | 0.5 |
-//! | `memory.release_cap_mib` | largest release from one guest in one period; whole MiB | 128 |
-//! | `memory.min_step_mib` | smallest balloon change issued; whole MiB | 4 |
-//! | `memory.min_floor_mib` | lowest balloon size any shrink may set; whole MiB | 200 |
-//! | `memory.host_reserve_mib` | host free memory never granted to guests; whole MiB | 200 |
-//! | `memory.growth_lookahead_periods` | periods of consumption granted ahead to a growing guest; a whole number >= 0 | 3 |
-//! | `interval.vcpu` | vCPU loop interval; seconds from 0.05 to 86400 | 2 |
-//! | `interval.memory` | memory loop interval; seconds from 0.05 to 86400 | 2 |
-//! | `exclude` | domains never pinned and never ballooned; comma-separated names or globs (`*`, `?`); the key may repeat | none |
-//! | `floor.<domain>` | balloon floor of one domain; whole MiB | none |
+//! | key | flag | value | default |
+//! |-----|------|-------|---------|
+//! | `vcpu.threshold` | `--threshold` | std-dev of pCPU loads (points) counted as balanced; a number >= 0 | 5 |
+//! | `vcpu.max_moves` |  | most pin changes per interval; a whole number >= 1 | 64 |
+//! | `vcpu.confirm_intervals` |  | intervals a small imbalance must last before pins change; a whole number >= 1 | 2 |
+//! | `vcpu.cpus` | `--cpus` | pCPUs the vCPUs may be pinned to; a CPU list such as 0-3,8 | all online pCPUs |
+//! | `vcpu.smoothing` |  | EWMA weight of the newest usage sample; a number greater than 0 and at most 1 | 0.5 |
+//! | `memory.target_free_mib` | `--target-free` | free memory each guest should keep; whole MiB | 100 MiB |
+//! | `memory.band_mib` |  | dead band above the target; whole MiB | 32 MiB |
+//! | `memory.release_fraction` |  | share of a guest's excess free memory released per period; a number greater than 0 and at most 1 | 0.5 |
+//! | `memory.release_cap_mib` |  | largest release from one guest in one period; whole MiB | 128 MiB |
+//! | `memory.min_step_mib` |  | smallest balloon change issued; whole MiB | 4 MiB |
+//! | `memory.min_floor_mib` | `--min-floor` | lowest balloon size any shrink may set; whole MiB | 200 MiB |
+//! | `memory.host_reserve_mib` | `--host-reserve` | host free memory never granted to guests; whole MiB | 200 MiB |
+//! | `memory.growth_lookahead_periods` |  | periods of consumption granted ahead to a growing guest; a whole number >= 0 | 3 |
+//! | `interval.vcpu` | `--vcpu-interval` | vCPU loop interval; seconds from 0.05 to 86400 | 2 s |
+//! | `interval.memory` | `--memory-interval` | memory loop interval; seconds from 0.05 to 86400 | 2 s |
+//! | `exclude` |  | domains never pinned and never ballooned; comma-separated names or globs (`*`, `?`); the key may repeat | none |
+//! | `floor.<domain>` |  | balloon floor of one domain; whole MiB | none |
 //!
-//! Excluded domains are never pinned and never ballooned.
+//! A flag overrides its key. Excluded domains are never pinned and never
+//! ballooned; a glob ([`glob_match`]) matches whole, case-sensitive names,
+//! `*` any run of characters (also none), `?` exactly one; there is no
+//! escaping and there are no character classes.
 //!
 //! # Errors
 //!
@@ -616,6 +619,31 @@ mod tests {
         assert!(literal >= 14, "{literal}");
         assert_eq!(c.entries.len(), literal);
         assert_eq!(resolve(Some(&c), &[]).unwrap(), Resolved::default());
+    }
+
+    #[test]
+    fn a_bounded_number_names_its_range() {
+        let s = Setting {
+            key: "vcpu.example",
+            flag: Some("--example"),
+            section: settings::Section::Vcpu,
+            kind: settings::Kind::Number {
+                min: 0.0,
+                max: 100.0,
+                field: |r| &mut r.vcpu.threshold,
+            },
+            help: "an example",
+            note: "",
+            example: "",
+        };
+        let mut r = Resolved::default();
+        assert_eq!(s.apply(&mut r, s.key, None, "100"), Ok(()));
+        assert_eq!(r.vcpu.threshold, 100.0);
+        assert_eq!(
+            s.apply(&mut r, "--example", None, "100.5"),
+            Err("bad value \"100.5\" for --example: expected a number from 0 to 100".into())
+        );
+        assert_eq!(s.range(), "a number from 0 to 100");
     }
 
     /// The key table in this module's doc is the table's rendering.

@@ -92,10 +92,12 @@ impl Section {
 /// sets (a closure such as `|r| &mut r.vcpu.threshold`).
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    /// A finite number `>= min`.
+    /// A finite number from `min` to `max` (`f64::INFINITY`: no maximum).
     Number {
         /// Smallest accepted value.
         min: f64,
+        /// Largest accepted value.
+        max: f64,
         /// The field set.
         field: fn(&mut Resolved) -> &mut f64,
     },
@@ -200,6 +202,7 @@ pub const SETTINGS: &[Setting] = &[
         section: Section::Vcpu,
         kind: Kind::Number {
             min: 0.0,
+            max: f64::INFINITY,
             field: |r| &mut r.vcpu.threshold,
         },
         help: "std-dev of pCPU loads (points) counted as balanced",
@@ -438,9 +441,9 @@ impl Setting {
         value: &str,
     ) -> Result<(), String> {
         match self.kind {
-            Kind::Number { min, field } => match value.parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= min => *field(r) = v,
-                _ => return Err(bad(what, value, &format!("expected a number >= {min}"))),
+            Kind::Number { min, max, field } => match value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= min && v <= max => *field(r) = v,
+                _ => return Err(bad(what, value, &format!("expected {}", self.range()))),
             },
             Kind::Fraction { field } => match value.parse::<f64>() {
                 Ok(v) if v > 0.0 && v <= 1.0 => *field(r) = v,
@@ -562,7 +565,8 @@ impl Setting {
     /// The accepted values, as a phrase (`a number >= 0`).
     pub fn range(&self) -> String {
         match self.kind {
-            Kind::Number { min, .. } => format!("a number >= {min}"),
+            Kind::Number { min, max, .. } if max == f64::INFINITY => format!("a number >= {min}"),
+            Kind::Number { min, max, .. } => format!("a number from {min} to {max}"),
             Kind::Fraction { .. } => "a number greater than 0 and at most 1".to_string(),
             Kind::Count { min, .. } => format!("a whole number >= {min}"),
             Kind::Size { min, .. } => format!("a whole number >= {min}"),
@@ -633,15 +637,17 @@ pub fn key_help() -> String {
 /// The table of keys in the [`config`](super) module doc, one row per
 /// setting (a test checks the doc holds exactly these lines).
 pub fn doc_table() -> String {
-    let mut out = String::from("| key | value | default |\n|-----|-------|---------|\n");
+    let mut out =
+        String::from("| key | flag | value | default |\n|-----|------|-------|---------|\n");
     for s in SETTINGS {
+        let flag = s.flag.map(|f| format!("`{f}`")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "| `{}` | {}; {} | {} |",
+            "| `{}` | {flag} | {}; {} | {} |",
             s.key,
             s.help,
             s.range(),
-            s.default_text()
+            s.default_with_unit()
         );
     }
     out
