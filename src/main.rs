@@ -98,9 +98,26 @@ fn daemon_main(
     } else {
         ""
     };
+    let mut every = Vec::new();
+    if loops.vcpu() {
+        every.push(format!(
+            "vcpu every {} s",
+            settings.vcpu_interval.as_secs_f64()
+        ));
+    }
+    if loops.memory() {
+        every.push(format!(
+            "memory every {} s",
+            settings.memory_interval.as_secs_f64()
+        ));
+    }
     log.line(
         "daemon",
-        &format!("kvmsched {} on {uri}{mode}", env!("CARGO_PKG_VERSION")),
+        &format!(
+            "kvmsched {} on {uri}: {}{mode}",
+            env!("CARGO_PKG_VERSION"),
+            every.join(", ")
+        ),
     );
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr()) {
         log.line("daemon", &format!("metrics on http://{addr}/metrics"));

@@ -715,3 +715,39 @@ fn control_characters_in_domain_names_are_escaped() {
         stdout(&o)
     );
 }
+
+#[test]
+fn run_intervals_come_from_the_flag_else_the_file_else_the_default() {
+    let dir = std::env::temp_dir().join(format!("kvmsched-iv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("iv.conf");
+    std::fs::write(&path, "interval.vcpu = 0.25\n").expect("write");
+    let p = path.to_str().expect("utf-8 path");
+    let started = |args: &[&str]| {
+        let mut all = vec!["-c", "test:///default", "--dry-run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--iterations", "1"]);
+        let o = kvmsched(&all);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        out.lines()
+            .find(|l| l.contains(" daemon: kvmsched "))
+            .unwrap_or_else(|| panic!("no start line: {out}"))
+            .to_string()
+    };
+    // File only: its vCPU interval, the default for memory.
+    let l = started(&["--config", p, "run"]);
+    assert!(l.contains("vcpu every 0.25 s, memory every 2 s"), "{l}");
+    // The flag beats the file, for either spelling of the flag.
+    let l = started(&["--config", p, "run", "--vcpu-interval", "0.1"]);
+    assert!(l.contains("vcpu every 0.1 s"), "{l}");
+    let l = started(&["--config", p, "run", "--vcpu-interval=0.2"]);
+    assert!(l.contains("vcpu every 0.2 s"), "{l}");
+    // No file, no flag: the defaults.
+    let l = started(&["run"]);
+    assert!(l.contains(": vcpu every 2 s, memory every 2 s"), "{l}");
+    // The argument of `memory` is its interval.
+    let l = started(&["--config", p, "memory", "0.3"]);
+    assert!(l.contains(": memory every 0.3 s"), "{l}");
+    std::fs::remove_dir_all(&dir).ok();
+}
