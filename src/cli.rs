@@ -226,11 +226,8 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
                 }
             }
             "--metrics" => global.metrics = Some(value(flag, inline, &mut it)?.to_string()),
-            "--window" | "--iterations" => {
-                let v = value(flag, inline, &mut it)?;
-                opts.push((flag.to_string(), v.to_string()));
-            }
-            f if settings::by_flag(f).is_some() => {
+            // Command options, checked once the command is known.
+            f if matches!(f, "--window" | "--iterations") || settings::by_flag(f).is_some() => {
                 let v = value(flag, inline, &mut it)?;
                 opts.push((flag.to_string(), v.to_string()));
             }
