@@ -2,16 +2,26 @@
 //!
 //! Global flags may stand before or after the command. Every error is one
 //! line naming the offending argument; nothing here panics on any input.
+//!
+//! Flags that set a config key (`--threshold`, `--host-reserve`, ...) are
+//! declared in the settings table ([`crate::config::settings`]), checked by
+//! the same code as the file, and kept as given ([`Given`]): a setting not
+//! on the command line is simply absent, and [`crate::config::resolve`]
+//! decides flag > file > default in one step.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::settings::{self, Section, Setting};
+use crate::config::Given;
+
 /// Default URI when neither `-c` nor `LIBVIRT_DEFAULT_URI` is given.
 pub const DEFAULT_URI: &str = "qemu:///system";
 
-/// Longest accepted interval or window (one day).
-const MAX_SECONDS: f64 = 86_400.0;
+/// Sampling window of `status` when `--window` is not given.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,25 +65,38 @@ impl Default for Global {
     }
 }
 
-/// Options of the vCPU scheduler given on the command line (they override
-/// the config file).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct VcpuArgs {
-    /// `--cpus LIST`: pCPUs to use.
-    pub cpus: Option<String>,
-    /// `--threshold POINTS`: std-dev that counts as balanced.
-    pub threshold: Option<f64>,
+/// Which loops a daemon command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loops {
+    /// `vcpu <interval>`: the vCPU scheduler.
+    Vcpu,
+    /// `memory <interval>`: the memory coordinator.
+    Memory,
+    /// `run`: both, over one connection.
+    Both,
 }
 
-/// Options of the memory coordinator given on the command line.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MemoryArgs {
-    /// `--target-free MIB`.
-    pub target_free_mib: Option<u64>,
-    /// `--host-reserve MIB`.
-    pub host_reserve_mib: Option<u64>,
-    /// `--min-floor MIB`.
-    pub min_floor_mib: Option<u64>,
+impl Loops {
+    /// Whether the vCPU loop runs.
+    pub fn vcpu(self) -> bool {
+        matches!(self, Loops::Vcpu | Loops::Both)
+    }
+
+    /// Whether the memory loop runs.
+    pub fn memory(self) -> bool {
+        matches!(self, Loops::Memory | Loops::Both)
+    }
+
+    /// Whether a flag of `section` applies: intervals are flags of `run`
+    /// only (`vcpu` and `memory` take theirs as the argument).
+    fn accepts(self, section: Section) -> bool {
+        match section {
+            Section::Vcpu => self.vcpu(),
+            Section::Memory => self.memory(),
+            Section::Interval => self == Loops::Both,
+            Section::Domains => true,
+        }
+    }
 }
 
 /// What to do.
@@ -81,38 +104,17 @@ pub struct MemoryArgs {
 pub enum Command {
     /// `status [--window S]`.
     Status {
-        /// Sampling window for CPU usage.
-        window: Duration,
+        /// Sampling window for CPU usage, if given.
+        window: Option<Duration>,
     },
-    /// `vcpu <interval>`.
-    Vcpu {
-        /// Interval between plans.
-        interval: Duration,
-        /// Scheduler options.
-        args: VcpuArgs,
+    /// `vcpu <interval>`, `memory <interval>` or `run`.
+    Daemon {
+        /// The loops to run.
+        loops: Loops,
+        /// Settings given on the command line (the interval argument of
+        /// `vcpu`/`memory` included), in order; later ones win.
+        given: Vec<Given>,
         /// Stop after this many intervals (tests, demos).
-        iterations: Option<u64>,
-    },
-    /// `memory <interval>`.
-    Memory {
-        /// Interval between plans.
-        interval: Duration,
-        /// Coordinator options.
-        args: MemoryArgs,
-        /// Stop after this many intervals.
-        iterations: Option<u64>,
-    },
-    /// `run`: both loops.
-    Run {
-        /// vCPU interval (`--vcpu-interval`), default 2 s.
-        vcpu_interval: Duration,
-        /// Memory interval (`--memory-interval`), default 2 s.
-        memory_interval: Duration,
-        /// Scheduler options.
-        vcpu: VcpuArgs,
-        /// Coordinator options.
-        memory: MemoryArgs,
-        /// Stop after this many vCPU intervals.
         iterations: Option<u64>,
     },
     /// `help [command]` or `--help`.
@@ -144,37 +146,27 @@ fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
     Err(CliError(msg.into()))
 }
 
-/// Parses a duration in seconds: a positive decimal number ("2", "0.5").
-pub fn parse_seconds(what: &str, s: &str) -> Result<Duration, CliError> {
-    let v: f64 = match s.trim().parse() {
-        Ok(v) => v,
-        Err(_) => return err(format!("{what} must be a number of seconds, got '{s}'")),
-    };
-    if !v.is_finite() || v <= 0.0 {
-        return err(format!("{what} must be greater than 0 seconds, got '{s}'"));
-    }
-    if v > MAX_SECONDS {
-        return err(format!(
-            "{what} must be at most {MAX_SECONDS} seconds, got '{s}'"
-        ));
-    }
-    if v < 0.05 {
-        return err(format!("{what} must be at least 0.05 seconds, got '{s}'"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
 fn parse_u64(what: &str, s: &str) -> Result<u64, CliError> {
     s.trim()
         .parse::<u64>()
         .or_else(|_| err(format!("{what} must be a whole number, got '{s}'")))
 }
 
-fn parse_f64(what: &str, s: &str) -> Result<f64, CliError> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => err(format!("{what} must be a non-negative number, got '{s}'")),
-    }
+/// The arguments as UTF-8 strings; the error names the first that is not
+/// (counting from 1 after the program name), shown lossily and escaped.
+pub fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, CliError> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.into_string().or_else(|bad| {
+                err(format!(
+                    "argument {} is not valid UTF-8: '{}'",
+                    i + 1,
+                    bad.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Splits `--flag=value` or takes the next argument as the value.
@@ -234,8 +226,8 @@ pub fn parse(args: &[String]) -> Result<Cli, CliError> {
                 }
             }
             "--metrics" => global.metrics = Some(value(flag, inline, &mut it)?.to_string()),
-            "--window" | "--cpus" | "--threshold" | "--target-free" | "--host-reserve"
-            | "--min-floor" | "--vcpu-interval" | "--memory-interval" | "--iterations" => {
+            // Command options, checked once the command is known.
+            f if matches!(f, "--window" | "--iterations") || settings::by_flag(f).is_some() => {
                 let v = value(flag, inline, &mut it)?;
                 opts.push((flag.to_string(), v.to_string()));
             }
@@ -289,13 +281,29 @@ fn is_negative_number(s: &str) -> bool {
     s.len() > 1 && s.starts_with('-') && s[1..].chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
-fn allowed(cmd: &str, opts: &[(String, String)], ok: &[&str]) -> Result<(), CliError> {
-    for (flag, _) in opts {
-        if !ok.contains(&flag.as_str()) {
-            return err(format!("option '{flag}' does not apply to '{cmd}'"));
+/// The settings among `opts` (flags of the table), checked, in order.
+/// Every option must be a setting flag of `loops` or in `other`.
+fn given(
+    cmd: &str,
+    loops: Loops,
+    opts: &[(String, String)],
+    other: &[&str],
+) -> Result<Vec<Given>, CliError> {
+    let mut out = Vec::new();
+    for (flag, v) in opts {
+        match settings::by_flag(flag) {
+            Some(s) if loops.accepts(s.section) => out.push(check(s, v)?),
+            _ if other.contains(&flag.as_str()) => {}
+            _ => return err(format!("option '{flag}' does not apply to '{cmd}'")),
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// `s`'s flag value, checked like a value in the file.
+fn check(s: &'static Setting, value: &str) -> Result<Given, CliError> {
+    let what = s.flag.unwrap_or(s.key);
+    Given::new(s, what, value.trim()).map_err(CliError)
 }
 
 fn opt<'a>(opts: &'a [(String, String)], flag: &str) -> Option<&'a str> {
@@ -303,29 +311,6 @@ fn opt<'a>(opts: &'a [(String, String)], flag: &str) -> Option<&'a str> {
         .rev()
         .find(|(f, _)| f == flag)
         .map(|(_, v)| v.as_str())
-}
-
-fn vcpu_args(opts: &[(String, String)]) -> Result<VcpuArgs, CliError> {
-    Ok(VcpuArgs {
-        cpus: opt(opts, "--cpus").map(str::to_string),
-        threshold: opt(opts, "--threshold")
-            .map(|v| parse_f64("--threshold", v))
-            .transpose()?,
-    })
-}
-
-fn memory_args(opts: &[(String, String)]) -> Result<MemoryArgs, CliError> {
-    Ok(MemoryArgs {
-        target_free_mib: opt(opts, "--target-free")
-            .map(|v| parse_u64("--target-free", v))
-            .transpose()?,
-        host_reserve_mib: opt(opts, "--host-reserve")
-            .map(|v| parse_u64("--host-reserve", v))
-            .transpose()?,
-        min_floor_mib: opt(opts, "--min-floor")
-            .map(|v| parse_u64("--min-floor", v))
-            .transpose()?,
-    })
 }
 
 fn iterations(opts: &[(String, String)]) -> Result<Option<u64>, CliError> {
@@ -338,12 +323,13 @@ fn iterations(opts: &[(String, String)]) -> Result<Option<u64>, CliError> {
     }
 }
 
-fn one_interval(cmd: &str, rest: &[&str]) -> Result<Duration, CliError> {
+/// The interval argument of `vcpu`/`memory`, as the setting `s`.
+fn one_interval(cmd: &str, s: &'static Setting, rest: &[&str]) -> Result<Given, CliError> {
     match rest {
         [] => err(format!(
             "'{cmd}' needs an interval in seconds, e.g. kvmsched {cmd} 2"
         )),
-        [i] => parse_seconds("interval", i),
+        [i] => Given::new(s, "the interval", i.trim()).map_err(CliError),
         [_, extra, ..] => err(format!("unexpected argument '{extra}' after the interval")),
     }
 }
@@ -353,67 +339,44 @@ fn build_command(
     rest: &[&str],
     opts: &[(String, String)],
 ) -> Result<Command, CliError> {
-    const VCPU_OPTS: &[&str] = &["--cpus", "--threshold", "--iterations"];
-    const MEM_OPTS: &[&str] = &[
-        "--target-free",
-        "--host-reserve",
-        "--min-floor",
-        "--iterations",
-    ];
-    match name {
+    let loops = match name {
         "status" => {
-            allowed(name, opts, &["--window"])?;
+            if let Some((flag, _)) = opts.iter().find(|(f, _)| f != "--window") {
+                return err(format!("option '{flag}' does not apply to 'status'"));
+            }
             if let Some(extra) = rest.first() {
                 return err(format!("unexpected argument '{extra}' for 'status'"));
             }
-            let window = match opt(opts, "--window") {
-                Some(v) => parse_seconds("--window", v)?,
-                None => Duration::from_secs(1),
-            };
-            Ok(Command::Status { window })
+            let window = opt(opts, "--window")
+                .map(|v| settings::seconds("--window", v.trim()).map_err(CliError))
+                .transpose()?;
+            return Ok(Command::Status { window });
         }
-        "vcpu" => {
-            allowed(name, opts, VCPU_OPTS)?;
-            Ok(Command::Vcpu {
-                interval: one_interval(name, rest)?,
-                args: vcpu_args(opts)?,
-                iterations: iterations(opts)?,
-            })
+        "vcpu" => Loops::Vcpu,
+        "memory" => Loops::Memory,
+        "run" => Loops::Both,
+        other => {
+            return err(format!(
+                "unknown command '{other}': expected one of status, vcpu, memory, run"
+            ))
         }
-        "memory" => {
-            allowed(name, opts, MEM_OPTS)?;
-            Ok(Command::Memory {
-                interval: one_interval(name, rest)?,
-                args: memory_args(opts)?,
-                iterations: iterations(opts)?,
-            })
-        }
-        "run" => {
-            let mut ok: Vec<&str> = vec!["--vcpu-interval", "--memory-interval"];
-            ok.extend_from_slice(VCPU_OPTS);
-            ok.extend_from_slice(MEM_OPTS);
-            allowed(name, opts, &ok)?;
+    };
+    let mut given = Vec::new();
+    match loops {
+        Loops::Vcpu => given.push(one_interval(name, &settings::VCPU_INTERVAL, rest)?),
+        Loops::Memory => given.push(one_interval(name, &settings::MEMORY_INTERVAL, rest)?),
+        Loops::Both => {
             if let Some(extra) = rest.first() {
                 return err(format!("unexpected argument '{extra}' for 'run' (use --vcpu-interval/--memory-interval)"));
             }
-            let secs = |flag: &str| -> Result<Duration, CliError> {
-                match opt(opts, flag) {
-                    Some(v) => parse_seconds(flag, v),
-                    None => Ok(Duration::from_secs(2)),
-                }
-            };
-            Ok(Command::Run {
-                vcpu_interval: secs("--vcpu-interval")?,
-                memory_interval: secs("--memory-interval")?,
-                vcpu: vcpu_args(opts)?,
-                memory: memory_args(opts)?,
-                iterations: iterations(opts)?,
-            })
         }
-        other => err(format!(
-            "unknown command '{other}': expected one of status, vcpu, memory, run"
-        )),
     }
+    given.extend(self::given(name, loops, opts, &["--iterations"])?);
+    Ok(Command::Daemon {
+        loops,
+        given,
+        iterations: iterations(opts)?,
+    })
 }
 
 /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else
@@ -455,34 +418,35 @@ Exit status: 0 on success or a clean stop (SIGINT/SIGTERM), 1 on a runtime
 error (e.g. libvirt unreachable), 2 on bad usage.
 ";
 
-/// Help for one command.
-pub fn command_help(cmd: &str) -> &'static str {
+/// Help for one command; the option and key lines, with their defaults,
+/// come from the settings table.
+pub fn command_help(cmd: &str) -> String {
     match cmd {
-        "status" => {
+        "status" => format!(
             "\
 Usage: kvmsched status [--window S]
 
-Samples twice, S seconds apart (default 1), and prints per domain and vCPU the
+Samples twice, S seconds apart (default {}), and prints per domain and vCPU the
 pCPU it runs on, its affinity, CPU usage over the window (percent of one pCPU),
 memory actual/unused/available/max (MiB), and per host pCPU its busy percent
 and the load of the vCPUs pinned there. Host free memory is free + buffers +
 cached from virNodeGetMemoryStats (/proc/meminfo on Linux). Opens read-only.
-"
-        }
-        "vcpu" => {
+",
+            DEFAULT_WINDOW.as_secs_f64()
+        ),
+        "vcpu" => format!(
             "\
-Usage: kvmsched vcpu <interval-s> [--cpus LIST] [--threshold POINTS] [--iterations N]
+Usage: kvmsched vcpu <interval-s> [--cpus LIST] [--threshold N] [--iterations N]
 
 Every interval: per-vCPU usage from CPU-time deltas, pCPU load = sum of the
 vCPUs pinned there. Every vCPU is hard-pinned to one pCPU; when the std-dev of
-pCPU loads exceeds the threshold (default 5 points) the fewest moves/swaps that
-bring it within are made; once balanced, nothing is re-pinned.
-  --cpus LIST        pCPUs to use, e.g. 0-3,8 (default: all online)
-  --threshold P      balanced when std-dev <= P percentage points (default 5)
-  --iterations N     stop after N intervals
-"
-        }
-        "memory" => {
+pCPU loads exceeds the threshold the fewest moves/swaps that bring it within
+are made; once balanced, nothing is re-pinned.
+{}  --iterations N       stop after N intervals
+",
+            settings::flag_help(Section::Vcpu)
+        ),
+        "memory" => format!(
             "\
 Usage: kvmsched memory <interval-s> [--target-free MIB] [--host-reserve MIB]
                        [--min-floor MIB] [--iterations N]
@@ -493,46 +457,29 @@ guests short of it get memory until they have the target free (plus their
 recent growth). Never below the guest floor (max(min-floor, used + target)),
 never above the domain's max, never taking the host below its reserve.
 Host free memory = free + buffers + cached from virNodeGetMemoryStats.
-  --target-free MIB    free memory per guest to aim for (default 100)
-  --host-reserve MIB   host memory never granted away (default 200)
-  --min-floor MIB      never shrink a guest below this (default 200)
-  --iterations N       stop after N intervals
-"
-        }
-        "run" => {
+{}  --iterations N       stop after N intervals
+",
+            settings::flag_help(Section::Memory)
+        ),
+        "run" => format!(
             "\
 Usage: kvmsched run [--vcpu-interval S] [--memory-interval S] [vcpu and memory options]
 
 Runs the vCPU scheduler and the memory coordinator in one process over one
-connection (defaults: 2 s each). With --dry-run it connects read-only and only
-prints. SIGINT/SIGTERM stop it cleanly; SIGHUP reloads --config (a bad file
-keeps the last good settings and says why). If libvirtd goes away, it keeps
-running and reconnects with backoff (0.5 s doubling, at most the shortest
-interval or 8 s); the interval in progress is abandoned, never half applied.
-
+connection. With --dry-run it connects read-only and only prints.
+SIGINT/SIGTERM stop it cleanly; SIGHUP reloads --config (a bad file keeps the
+last good settings and says why). If libvirtd goes away, it keeps running and
+reconnects with backoff (0.5 s doubling, at most the shortest interval or 8 s);
+the interval in progress is abandoned, never half applied.
+{}
 Config file (--config PATH): one `key = value` per line, `#` comments; unknown
 keys and bad values are errors reported as FILE:LINE. Flags override it.
-  vcpu.threshold = 5              std-dev points counted as balanced
-  vcpu.max_moves = 64             most pin changes per interval
-  vcpu.confirm_intervals = 2      intervals a small imbalance must last before pins change
-  vcpu.cpus = 0-3,8               pCPUs to use (default: all online)
-  vcpu.smoothing = 0.5            EWMA weight of the newest usage sample
-  memory.target_free_mib = 100    free memory per guest
-  memory.band_mib = 32            dead band above the target
-  memory.release_fraction = 0.5   share of the excess released per period
-  memory.release_cap_mib = 128    largest release per guest per period
-  memory.min_step_mib = 4         smallest change issued
-  memory.min_floor_mib = 200      lowest balloon size a shrink may set
-  memory.host_reserve_mib = 200   host memory never granted away
-  memory.growth_lookahead_periods = 3   consumption granted ahead
-  interval.vcpu = 2               seconds
-  interval.memory = 2             seconds
-  exclude = web-*, db01           never pinned, never ballooned (globs; repeatable)
-  floor.<domain> = 4096           per-domain floor (MiB)
-See contrib/kvmsched.conf and contrib/kvmsched.service.
-"
-        }
-        _ => USAGE,
+{}See contrib/kvmsched.conf and contrib/kvmsched.service.
+",
+            settings::flag_help(Section::Interval),
+            settings::key_help()
+        ),
+        _ => USAGE.to_string(),
     }
 }
 
@@ -546,6 +493,17 @@ mod tests {
         parse(&v)
     }
 
+    /// The (key, what, value) of each given setting.
+    fn given_of(c: &Cli) -> Vec<(&'static str, &'static str, String)> {
+        match &c.command {
+            Command::Daemon { given, .. } => given
+                .iter()
+                .map(|g| (g.setting.key, g.what, g.value.clone()))
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn parses_commands_and_global_flags_anywhere() {
         let c = p("-c test:///default --trace status --window 0.5").expect("ok");
@@ -554,57 +512,95 @@ mod tests {
         assert_eq!(
             c.command,
             Command::Status {
-                window: Duration::from_millis(500)
+                window: Some(Duration::from_millis(500))
             }
         );
+        let c = p("status").expect("ok");
+        assert_eq!(c.command, Command::Status { window: None });
         let c = p("vcpu 12 --connect=qemu:///system -v --cpus 0-3").expect("ok");
         assert_eq!(c.global.connect.as_deref(), Some("qemu:///system"));
         assert!(c.global.verbose);
-        match c.command {
-            Command::Vcpu {
-                interval,
-                args,
-                iterations,
-            } => {
-                assert_eq!(interval, Duration::from_secs(12));
-                assert_eq!(args.cpus.as_deref(), Some("0-3"));
-                assert_eq!(iterations, None);
-            }
-            other => panic!("{other:?}"),
-        }
-        let c = p("run --vcpu-interval 1 --memory-interval 3 --dry-run").expect("ok");
-        assert!(c.global.dry_run);
-        match c.command {
-            Command::Run {
-                vcpu_interval,
-                memory_interval,
+        assert_eq!(
+            given_of(&c),
+            vec![
+                ("interval.vcpu", "the interval", "12".to_string()),
+                ("vcpu.cpus", "--cpus", "0-3".to_string()),
+            ]
+        );
+        assert!(matches!(
+            c.command,
+            Command::Daemon {
+                loops: Loops::Vcpu,
+                iterations: None,
                 ..
-            } => {
-                assert_eq!(vcpu_interval, Duration::from_secs(1));
-                assert_eq!(memory_interval, Duration::from_secs(3));
             }
-            other => panic!("{other:?}"),
-        }
+        ));
+        let c =
+            p("run --vcpu-interval 1 --memory-interval=3 --dry-run --host-reserve 7").expect("ok");
+        assert!(c.global.dry_run);
+        assert_eq!(
+            given_of(&c),
+            vec![
+                ("interval.vcpu", "--vcpu-interval", "1".to_string()),
+                ("interval.memory", "--memory-interval", "3".to_string()),
+                ("memory.host_reserve_mib", "--host-reserve", "7".to_string()),
+            ]
+        );
     }
 
     #[test]
-    fn bad_intervals_are_clear_errors() {
+    fn run_keeps_whether_an_interval_was_given() {
+        // Not given means absent, so the config file's interval can apply.
+        let c = p("run --iterations 2").expect("ok");
+        assert_eq!(given_of(&c), vec![]);
+        assert!(matches!(
+            c.command,
+            Command::Daemon {
+                loops: Loops::Both,
+                iterations: Some(2),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_intervals_and_numbers_are_clear_errors() {
+        let seconds = "expected seconds from 0.05 to 86400";
         for (args, needle) in [
             ("vcpu", "needs an interval"),
-            ("vcpu 0", "greater than 0"),
-            ("vcpu -3", "greater than 0"),
-            ("vcpu abc", "number of seconds"),
-            ("vcpu nan", "greater than 0"),
-            ("vcpu inf", "greater than 0"),
-            ("memory 1e9", "at most"),
+            ("vcpu 0", seconds),
+            ("vcpu -3", seconds),
+            ("vcpu abc", seconds),
+            ("vcpu nan", seconds),
+            ("vcpu inf", seconds),
+            ("memory 1e9", "bad value \"1e9\" for the interval"),
             ("memory 2 3", "unexpected argument '3'"),
-            ("status --window 0", "greater than 0"),
+            ("status --window 0", "bad value \"0\" for --window"),
             ("memory 2 --iterations 0", "at least 1"),
+            (
+                "run --vcpu-interval 0.01",
+                "bad value \"0.01\" for --vcpu-interval",
+            ),
+            (
+                "vcpu 1 --threshold -1",
+                "bad value \"-1\" for --threshold: expected a number >= 0",
+            ),
+            ("vcpu 1 --cpus 3-1", "bad value for --cpus"),
+            (
+                "memory 1 --min-floor 1.5",
+                "bad value \"1.5\" for --min-floor",
+            ),
+            (
+                "memory 1 --host-reserve 18014398509481984",
+                "bad value \"18014398509481984\" for --host-reserve: at most 18014398509481983 MiB",
+            ),
         ] {
             let e = p(args).expect_err(args);
             assert!(e.0.contains(needle), "{args}: {e}");
             assert!(!e.0.contains('\n'), "one line: {e}");
         }
+        let c = p("memory 1 --host-reserve 18014398509481983").expect("largest MiB");
+        assert_eq!(given_of(&c).len(), 2);
     }
 
     #[test]
@@ -615,6 +611,14 @@ mod tests {
             .expect_err("x")
             .0
             .contains("does not apply to 'status'"));
+        assert!(p("vcpu 1 --host-reserve 5")
+            .expect_err("x")
+            .0
+            .contains("'--host-reserve' does not apply to 'vcpu'"));
+        assert!(p("vcpu 1 --vcpu-interval 5")
+            .expect_err("x")
+            .0
+            .contains("does not apply to 'vcpu'"));
         assert!(p("").expect_err("x").0.contains("missing command"));
         assert!(p("-c").expect_err("x").0.contains("-c needs a value"));
         assert!(p("--log-format xml status")
@@ -642,32 +646,40 @@ mod tests {
     }
 
     #[test]
-    fn run_help_documents_every_config_key() {
-        let sample = include_str!("../contrib/kvmsched.conf");
-        let help = command_help("run");
-        let mut keys = 0;
-        for line in sample.lines() {
-            // Settings are commented out as `#key = default` (no space).
-            let Some(l) = line.strip_prefix('#') else {
-                continue;
-            };
-            let Some((key, _)) = l.split_once(" = ") else {
-                continue;
-            };
-            if !key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
-            {
-                continue;
-            }
-            keys += 1;
+    fn help_shows_every_key_and_flag_with_its_default() {
+        let run = command_help("run");
+        for s in settings::SETTINGS {
             assert!(
-                help.contains(&format!("{key} = ")),
-                "help run does not document {key}"
+                run.contains(&format!("  {}", s.key.replace("<domain>", "db01"))),
+                "{}",
+                s.key
             );
+            if let Some(flag) = s.flag {
+                let shown = ["vcpu", "memory", "run"]
+                    .iter()
+                    .any(|c| command_help(c).contains(&format!("{flag} ")));
+                assert!(shown, "{flag} is in no command's help");
+            }
         }
-        assert!(keys >= 13, "only {keys} keys found in the sample config");
-        assert!(help.contains("exclude") && help.contains("floor.<domain>"));
+        assert!(command_help("vcpu").contains("--threshold N"));
+        assert!(command_help("vcpu").contains("(default 5)"));
+        assert!(command_help("memory").contains("--host-reserve MIB"));
+        assert!(command_help("memory").contains("(default 200 MiB)"));
+        assert!(run.contains("--vcpu-interval S"));
+        assert!(run.contains("(default 2 s)"));
+    }
+
+    #[test]
+    fn non_utf8_arguments_are_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec![
+            OsString::from("status"),
+            OsString::from_vec(b"--window=\xff".to_vec()),
+        ];
+        let e = utf8_args(args).expect_err("invalid UTF-8");
+        assert_eq!(e.0, "argument 2 is not valid UTF-8: '--window=\u{fffd}'");
+        let ok = utf8_args([OsString::from("run")]).expect("valid");
+        assert_eq!(ok, vec!["run".to_string()]);
     }
 
     #[test]
@@ -706,7 +718,7 @@ mod tests {
 
         #[test]
         fn accepted_intervals_are_positive(s in "-?[0-9]{0,6}(\\.[0-9]{0,4})?") {
-            if let Ok(d) = parse_seconds("interval", &s) {
+            if let Ok(d) = settings::seconds("interval", &s) {
                 prop_assert!(d > Duration::ZERO);
             }
         }

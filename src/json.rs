@@ -11,16 +11,16 @@
 //! ```
 //!
 //! Strings are escaped per RFC 8259 (`"`, `\`, and every control
-//! character), so the output is always one line. Non-finite floats are
-//! written as `null`. Keys are written in call order; the builder does not
+//! character), so the output is always one line. [`printable`] is the same
+//! rule without the quote, for names in human logs, `status` and `--trace`.
+//! Non-finite floats are written as `null`. Keys are written in call order; the builder does not
 //! check for duplicates.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Escapes `s` for use inside a JSON string literal (without the quotes):
-/// `"` → `\"`, `\` → `\\`, `\n`, `\r`, `\t`, `\b`, `\f` by their short
-/// forms, other control characters (U+0000–U+001F, U+007F) as `\u00XX`.
-/// Everything else is kept as UTF-8.
+/// `"` → `\"`, and everything [`printable`] escapes.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_escaped(&mut out, s);
@@ -34,21 +34,55 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// `s` safe to print on one line of a log or a terminal: `\` → `\\`,
+/// `\n`, `\r`, `\t`, `\b`, `\f` by their short forms, every other control
+/// character (U+0000–U+001F, U+007F–U+009F: ESC, CSI, DEL, ...) as
+/// `\u00XX`; everything else is kept. This is the JSON rule without the
+/// quote, so a name reads the same in human and JSON logs. Borrows when
+/// there is nothing to escape.
+///
+/// ```
+/// use kvmsched::json::printable;
+/// assert_eq!(printable("web-1"), "web-1");
+/// assert_eq!(printable("a\rb\u{1b}[31m\\"), r"a\rb\u001b[31m\\");
+/// ```
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_char(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\' || c.is_control()
+}
+
+/// Appends `c`, escaped by the rule of [`printable`].
+fn push_char(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        c if c.is_control() => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
 fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' || c == '\u{7f}' => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+            c => push_char(out, c),
         }
     }
 }
@@ -457,6 +491,10 @@ mod tests {
             ("l1\nl2", "l1\\nl2"),
             ("\t\r\u{8}\u{c}", "\\t\\r\\b\\f"),
             ("\u{0}\u{1}\u{1f}\u{7f}", "\\u0000\\u0001\\u001f\\u007f"),
+            (
+                "\u{1b}[2J\u{9b}\u{9f}\u{a0}",
+                "\\u001b[2J\\u009b\\u009f\u{a0}",
+            ),
             ("é→😀", "é→😀"),
             ("/", "/"),
         ];

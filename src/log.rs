@@ -1,10 +1,15 @@
 //! Log lines: human by default, one JSON object per event with
 //! `--log-format json`. Everything goes to stdout; errors to stderr.
+//!
+//! Human lines carry domain names and libvirt messages, which may hold
+//! control characters (`\r`, ESC): they are escaped by [`printable`], the
+//! JSON rule, so one event is one line and no terminal escape gets through.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::LogFormat;
+use crate::json::printable;
 
 /// UTC time as RFC 3339 with milliseconds, computed by hand (no deps).
 pub fn timestamp(t: SystemTime) -> String {
@@ -46,11 +51,16 @@ pub struct Logger {
 }
 
 impl Logger {
-    /// A human line (`ts loop: text`); in JSON mode it becomes
+    /// A human line (`ts loop: text`, control characters in `text` escaped
+    /// by [`printable`]); in JSON mode it becomes
     /// `{"ts":..,"loop":..,"event":"summary","text":..}`.
     pub fn line(&self, lp: &str, text: &str) {
         match self.format {
-            LogFormat::Human => out(&format!("{} {lp}: {text}", timestamp(SystemTime::now()))),
+            LogFormat::Human => out(&format!(
+                "{} {lp}: {}",
+                timestamp(SystemTime::now()),
+                printable(text)
+            )),
             LogFormat::Json => out(&crate::json::JsonObject::new()
                 .str("ts", &timestamp(SystemTime::now()))
                 .str("loop", lp)
@@ -83,10 +93,14 @@ impl Logger {
         }
     }
 
-    /// A warning or error, always to stderr.
+    /// A warning or error, always to stderr (escaped like [`Logger::line`]).
     pub fn warn(&self, lp: &str, text: &str) {
         let line = match self.format {
-            LogFormat::Human => format!("{} {lp}: warning: {text}", timestamp(SystemTime::now())),
+            LogFormat::Human => format!(
+                "{} {lp}: warning: {}",
+                timestamp(SystemTime::now()),
+                printable(text)
+            ),
             LogFormat::Json => crate::json::JsonObject::new()
                 .str("ts", &timestamp(SystemTime::now()))
                 .str("loop", lp)

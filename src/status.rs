@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::json::printable;
 use crate::sample::{self, monotonic_ns, Want};
 use crate::virt::{format_cpu_list, Connection, ListFilter, NodeCpuStats, Result};
 
@@ -239,7 +240,7 @@ impl std::fmt::Display for Report {
                 writeln!(
                     out,
                     "{:<20} {:>4} {:>4} {:<10} {:>6} {:>8} {:>8} {:>8} {:>8}",
-                    d.name,
+                    printable(&d.name),
                     "-",
                     "-",
                     "-",
@@ -253,7 +254,7 @@ impl std::fmt::Display for Report {
             for (i, v) in d.vcpus.iter().enumerate() {
                 let (name, a, u, av, m) = if i == 0 {
                     (
-                        d.name.as_str(),
+                        printable(&d.name),
                         mib(d.actual_kib),
                         mib(d.unused_kib),
                         mib(d.available_kib),
@@ -261,7 +262,7 @@ impl std::fmt::Display for Report {
                     )
                 } else {
                     (
-                        "",
+                        "".into(),
                         String::new(),
                         String::new(),
                         String::new(),
@@ -292,10 +293,11 @@ impl std::fmt::Display for Report {
             writeln!(out, "(no running domains)")?;
         }
         if !self.inactive.is_empty() {
-            writeln!(out, "not running: {}", self.inactive.join(", "))?;
+            let names: Vec<_> = self.inactive.iter().map(|n| printable(n)).collect();
+            writeln!(out, "not running: {}", names.join(", "))?;
         }
         for s in &self.skipped {
-            writeln!(out, "skipped {s}")?;
+            writeln!(out, "skipped {}", printable(s))?;
         }
         f.write_str(&out)
     }

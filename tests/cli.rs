@@ -709,3 +709,141 @@ fn a_daemon_scrape_passes_the_strict_checker() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+/// Exit status 2 with exactly one `kvmsched: ` line on stderr that
+/// contains every one of `needles`.
+fn assert_usage_error(o: &Output, what: &str, needles: &[&str]) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{what}: {e}");
+    assert_eq!(e.lines().count(), 1, "{what}: one line, got {e:?}");
+    assert!(e.starts_with("kvmsched: "), "{what}: {e}");
+    for n in needles {
+        assert!(e.contains(n), "{what}: {e:?} should contain {n:?}");
+    }
+}
+
+#[test]
+fn command_line_mib_values_are_range_checked_like_the_config_file() {
+    // One MiB more than fits in a u64 of KiB: it used to wrap to a reserve
+    // of 0 KiB and run.
+    let too_big = (u64::MAX / 1024 + 1).to_string();
+    for flag in ["--host-reserve", "--target-free", "--min-floor"] {
+        let o = kvmsched(&[
+            "-c",
+            "test:///default",
+            "--dry-run",
+            "memory",
+            "0.05",
+            flag,
+            &too_big,
+            "--iterations",
+            "1",
+        ]);
+        assert_usage_error(&o, flag, &[flag, &too_big, "at most"]);
+    }
+    for (flag, value) in [
+        ("--host-reserve", "-1"),
+        ("--min-floor", "1.5"),
+        ("--threshold", "-1"),
+    ] {
+        let cmd = if flag == "--threshold" {
+            "vcpu"
+        } else {
+            "memory"
+        };
+        let o = kvmsched(&["-c", "test:///default", cmd, "1", flag, value]);
+        assert_usage_error(&o, flag, &[flag, value]);
+    }
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_one_line_and_exit_2() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"--config=/tmp/\xff.conf");
+    let o = Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+        .args(["-c", "test:///default", "status"])
+        .arg(bad)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .expect("run kvmsched");
+    assert_usage_error(&o, "non-UTF-8", &["argument 4", "not valid UTF-8"]);
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn control_characters_in_domain_names_are_escaped() {
+    // The name is "ev" CR "il" CSI(U+009B) "[31m" DEL TAB "X", written as
+    // character references in the node XML (XML 1.0 cannot carry ESC
+    // itself; the escaping rule for it is the JSON one, tested in json.rs).
+    let uri = node_uri(
+        "cli-names",
+        2,
+        &[Guest {
+            name: "ev&#13;il&#155;[31m&#127;&#9;X",
+            ..Default::default()
+        }],
+    );
+    let escaped = "ev\\ril\\u009b[31m\\u007f\\tX";
+    let raw = ['\r', '\u{9b}', '\u{7f}', '\t'];
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.contains(&raw[..]),
+            "{what} prints control characters raw: {text:?}"
+        );
+    };
+
+    let o = kvmsched(&["-c", &uri, "--trace", "status", "--window", "0.05"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    clean("status", &stdout(&o));
+    clean("--trace", &stderr(&o));
+    assert!(stdout(&o).contains(escaped), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&format!("({escaped})")),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = kvmsched(&["-c", &uri, "-v", "vcpu", "0.05", "--iterations", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    clean("human log", &stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("pin {escaped} vCPU 0")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn run_intervals_come_from_the_flag_else_the_file_else_the_default() {
+    let dir = std::env::temp_dir().join(format!("kvmsched-iv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("iv.conf");
+    std::fs::write(&path, "interval.vcpu = 0.25\n").expect("write");
+    let p = path.to_str().expect("utf-8 path");
+    let started = |args: &[&str]| {
+        let mut all = vec!["-c", "test:///default", "--dry-run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--iterations", "1"]);
+        let o = kvmsched(&all);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        out.lines()
+            .find(|l| l.contains(" daemon: kvmsched "))
+            .unwrap_or_else(|| panic!("no start line: {out}"))
+            .to_string()
+    };
+    // File only: its vCPU interval, the default for memory.
+    let l = started(&["--config", p, "run"]);
+    assert!(l.contains("vcpu every 0.25 s, memory every 2 s"), "{l}");
+    // The flag beats the file, for either spelling of the flag.
+    let l = started(&["--config", p, "run", "--vcpu-interval", "0.1"]);
+    assert!(l.contains("vcpu every 0.1 s"), "{l}");
+    let l = started(&["--config", p, "run", "--vcpu-interval=0.2"]);
+    assert!(l.contains("vcpu every 0.2 s"), "{l}");
+    // No file, no flag: the defaults.
+    let l = started(&["run"]);
+    assert!(l.contains(": vcpu every 2 s, memory every 2 s"), "{l}");
+    // The argument of `memory` is its interval.
+    let l = started(&["--config", p, "memory", "0.3"]);
+    assert!(l.contains(": memory every 0.3 s"), "{l}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,4 +1,4 @@
-//! vCPU placement policy (issue 3): a pure planner that keeps every vCPU
+//! vCPU placement policy: a pure planner that keeps every vCPU
 //! hard-pinned to one pCPU and the pCPU loads balanced with few pin changes.
 //!
 //! Nothing here talks to libvirt. The adapter reads a [`Snapshot`] each

@@ -250,7 +250,13 @@ pub(crate) fn checked<R: Check>(
         );
         // The trace goes to stderr; a failed write (closed stderr) must not
         // change what the call returns, so it is deliberately ignored.
-        writeln!(std::io::stderr().lock(), "{line}").ok();
+        // Names and messages may hold control characters: escaped.
+        writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            crate::json::printable(&line)
+        )
+        .ok();
     }
     result
 }

@@ -1,0 +1,735 @@
+//! The table of settings: every key of the config file declared once, with
+//! its value syntax and range, its command-line flag, its help line and the
+//! field it sets.
+//!
+//! Everything else is derived from [`SETTINGS`]: the config parser (through
+//! [`Setting::apply`]), the command-line flags that override a key, the
+//! `kvmsched help` text, the sample `contrib/kvmsched.conf` and the key table
+//! in the [`config`](super) module doc (both checked by tests against
+//! [`sample_config`] and [`doc_table`]). Defaults are never written here:
+//! they are read from [`Resolved::default`], that is from
+//! [`VcpuConfig::default`], [`MemConfig::default`] and
+//! [`DEFAULT_INTERVAL`].
+//!
+//! # Adding a key
+//!
+//! Add one [`Setting`] to [`SETTINGS`] (a `field` closure names the policy
+//! field it sets) and use that field in the policy. Then regenerate the
+//! sample file with `UPDATE_SAMPLE_CONFIG=1 cargo test --lib config` and
+//! paste [`doc_table`]'s new row into the module doc (the tests say so when
+//! either differs).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::policy::memory::{MemConfig, MIB};
+use crate::policy::vcpu::{parse_cpu_list, VcpuConfig};
+
+/// Shortest accepted interval or window (seconds).
+pub const MIN_INTERVAL_S: f64 = 0.05;
+/// Longest accepted interval or window (seconds; one day).
+pub const MAX_INTERVAL_S: f64 = 86_400.0;
+/// Interval of each loop when neither the file nor a flag sets it.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest MiB value: its KiB must fit in a `u64`.
+pub const MAX_MIB: u64 = u64::MAX / MIB;
+
+/// Everything the settings decide for one run: the policies' configs, the
+/// loop intervals and the excluded domains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The vCPU scheduler's configuration.
+    pub vcpu: VcpuConfig,
+    /// The memory coordinator's configuration.
+    pub memory: MemConfig,
+    /// Interval of the vCPU loop.
+    pub vcpu_interval: Duration,
+    /// Interval of the memory loop.
+    pub memory_interval: Duration,
+    /// Domain names or globs never pinned and never ballooned.
+    pub exclude: Vec<String>,
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Resolved {
+            vcpu: VcpuConfig::default(),
+            memory: MemConfig::default(),
+            vcpu_interval: DEFAULT_INTERVAL,
+            memory_interval: DEFAULT_INTERVAL,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// Where a setting belongs; it groups the sample file and decides which
+/// commands accept its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// The vCPU scheduler (`vcpu`, `run`).
+    Vcpu,
+    /// The memory coordinator (`memory`, `run`).
+    Memory,
+    /// Loop intervals (flags for `run`; `vcpu`/`memory` take it as argument).
+    Interval,
+    /// Which domains are managed, and how.
+    Domains,
+}
+
+impl Section {
+    fn title(self) -> &'static str {
+        match self {
+            Section::Vcpu => "vCPU scheduler",
+            Section::Memory => "Memory coordinator (all sizes in MiB)",
+            Section::Interval => "Intervals",
+            Section::Domains => "Domains",
+        }
+    }
+}
+
+/// A setting's value syntax and range, and the field of [`Resolved`] it
+/// sets (a closure such as `|r| &mut r.vcpu.threshold`).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A finite number from `min` to `max` (`f64::INFINITY`: no maximum).
+    Number {
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut f64,
+    },
+    /// A number greater than 0 and at most 1.
+    Fraction {
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut f64,
+    },
+    /// A whole number `>= min` that fits a `u32`.
+    Count {
+        /// Smallest accepted value.
+        min: u32,
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut u32,
+    },
+    /// A whole number `>= min` that fits a `usize`.
+    Size {
+        /// Smallest accepted value.
+        min: usize,
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut usize,
+    },
+    /// Whole MiB up to [`MAX_MIB`], stored in KiB.
+    Mib {
+        /// The field set (KiB).
+        field: fn(&mut Resolved) -> &mut u64,
+    },
+    /// A CPU list such as `0-3,8`; the default `None` means all online.
+    CpuList {
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut Option<Vec<u32>>,
+    },
+    /// Seconds from [`MIN_INTERVAL_S`] to [`MAX_INTERVAL_S`].
+    Seconds {
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut Duration,
+    },
+    /// Comma-separated names or globs, appended (the key may repeat).
+    Names {
+        /// The list appended to.
+        field: fn(&mut Resolved) -> &mut Vec<String>,
+    },
+    /// `<key prefix><domain-name> = MiB`: one entry per domain, in KiB.
+    PerDomainMib {
+        /// The map set, by domain name.
+        field: fn(&mut Resolved) -> &mut BTreeMap<String, u64>,
+    },
+}
+
+/// One setting: a config key, optionally a command-line flag, and its help.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The config-file key; for [`Kind::PerDomainMib`] the prefix followed
+    /// by `<domain>`, e.g. `floor.<domain>`.
+    pub key: &'static str,
+    /// The command-line flag that overrides it, if any.
+    pub flag: Option<&'static str>,
+    /// Its group.
+    pub section: Section,
+    /// Value syntax, range and field.
+    pub kind: Kind,
+    /// One line for `kvmsched help` and the module doc (no final period).
+    pub help: &'static str,
+    /// More explanation for the sample config file, or empty.
+    pub note: &'static str,
+    /// A value shown as an example where the default is no value (a CPU
+    /// list, names), or empty.
+    pub example: &'static str,
+}
+
+/// `interval.vcpu`, also the argument of `kvmsched vcpu <interval>`.
+pub const VCPU_INTERVAL: Setting = Setting {
+    key: "interval.vcpu",
+    flag: Some("--vcpu-interval"),
+    section: Section::Interval,
+    kind: Kind::Seconds {
+        field: |r| &mut r.vcpu_interval,
+    },
+    help: "vCPU loop interval",
+    note: "`kvmsched vcpu <interval>` takes it as its argument.",
+    example: "",
+};
+
+/// `interval.memory`, also the argument of `kvmsched memory <interval>`.
+pub const MEMORY_INTERVAL: Setting = Setting {
+    key: "interval.memory",
+    flag: Some("--memory-interval"),
+    section: Section::Interval,
+    kind: Kind::Seconds {
+        field: |r| &mut r.memory_interval,
+    },
+    help: "memory loop interval",
+    note: "`kvmsched memory <interval>` takes it as its argument.",
+    example: "",
+};
+
+/// Every setting, in the order of the sample file.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "vcpu.threshold",
+        flag: Some("--threshold"),
+        section: Section::Vcpu,
+        kind: Kind::Number {
+            min: 0.0,
+            max: f64::INFINITY,
+            field: |r| &mut r.vcpu.threshold,
+        },
+        help: "std-dev of pCPU loads (points) counted as balanced",
+        note: "Nothing moves while the std-dev is at or below it.",
+        example: "",
+    },
+    Setting {
+        key: "vcpu.max_moves",
+        flag: None,
+        section: Section::Vcpu,
+        kind: Kind::Size {
+            min: 1,
+            field: |r| &mut r.vcpu.max_moves,
+        },
+        help: "most pin changes per interval",
+        note: "A swap counts two; the first placement of unpinned vCPUs is not counted.",
+        example: "",
+    },
+    Setting {
+        key: "vcpu.confirm_intervals",
+        flag: None,
+        section: Section::Vcpu,
+        kind: Kind::Count {
+            min: 1,
+            field: |r| &mut r.vcpu.confirm,
+        },
+        help: "intervals a small imbalance must last before pins change",
+        note: "Hysteresis against noise: an imbalance of at most twice the threshold must \
+               be seen this many intervals in a row; a larger one is fixed at once; 1 = act \
+               at once.",
+        example: "",
+    },
+    Setting {
+        key: "vcpu.cpus",
+        flag: Some("--cpus"),
+        section: Section::Vcpu,
+        kind: Kind::CpuList {
+            field: |r| &mut r.vcpu.cpus,
+        },
+        help: "pCPUs the vCPUs may be pinned to",
+        note: "",
+        example: "0-3,8",
+    },
+    Setting {
+        key: "vcpu.smoothing",
+        flag: None,
+        section: Section::Vcpu,
+        kind: Kind::Fraction {
+            field: |r| &mut r.vcpu.smoothing,
+        },
+        help: "EWMA weight of the newest usage sample",
+        note: "1 = no smoothing.",
+        example: "",
+    },
+    Setting {
+        key: "memory.target_free_mib",
+        flag: Some("--target-free"),
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.target_free_kib,
+        },
+        help: "free memory each guest should keep",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.band_mib",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.band_kib,
+        },
+        help: "dead band above the target",
+        note: "A guest with free memory between the target and target + band is left alone.",
+        example: "",
+    },
+    Setting {
+        key: "memory.release_fraction",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Fraction {
+            field: |r| &mut r.memory.release_fraction,
+        },
+        help: "share of a guest's excess free memory released per period",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.release_cap_mib",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.release_cap_kib,
+        },
+        help: "largest release from one guest in one period",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.stale_grant_mib",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.stale_grant_kib,
+        },
+        help: "most granted once to a guest whose balloon stats stalled while it is short (0: never)",
+        note: "Stale stats never shrink a guest; a guest that, extrapolated from its last fresh sample, is short gets one bounded grant per stall.",
+        example: "",
+    },
+    Setting {
+        key: "memory.min_step_mib",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.min_step_kib,
+        },
+        help: "smallest balloon change issued",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.min_floor_mib",
+        flag: Some("--min-floor"),
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.min_floor_kib,
+        },
+        help: "lowest balloon size any shrink may set",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.host_reserve_mib",
+        flag: Some("--host-reserve"),
+        section: Section::Memory,
+        kind: Kind::Mib {
+            field: |r| &mut r.memory.host_reserve_kib,
+        },
+        help: "host free memory never granted to guests",
+        note: "",
+        example: "",
+    },
+    Setting {
+        key: "memory.growth_lookahead_periods",
+        flag: None,
+        section: Section::Memory,
+        kind: Kind::Count {
+            min: 0,
+            field: |r| &mut r.memory.growth_lookahead_periods,
+        },
+        help: "periods of consumption granted ahead to a growing guest",
+        note: "",
+        example: "",
+    },
+    VCPU_INTERVAL,
+    MEMORY_INTERVAL,
+    Setting {
+        key: "exclude",
+        flag: None,
+        section: Section::Domains,
+        kind: Kind::Names {
+            field: |r| &mut r.exclude,
+        },
+        help: "domains never pinned and never ballooned",
+        note: "Globs match whole, case-sensitive names: `*` matches any run of characters \
+               (also none), `?` one character; there is no escaping.",
+        example: "win-*, build-??, db01",
+    },
+    Setting {
+        key: "floor.<domain>",
+        flag: None,
+        section: Section::Domains,
+        kind: Kind::PerDomainMib {
+            field: |r| &mut r.memory.per_domain_floor,
+        },
+        help: "balloon floor of one domain",
+        note: "A shrink never goes below the larger of this and memory.min_floor_mib.",
+        example: "4096",
+    },
+];
+
+/// The setting a config key names (`floor.db01` names `floor.<domain>`)
+/// and, for a per-domain key, the domain name.
+pub fn by_key(key: &str) -> Option<(&'static Setting, Option<&str>)> {
+    SETTINGS.iter().find_map(|s| match s.kind {
+        Kind::PerDomainMib { .. } => key.strip_prefix(s.prefix()).map(|name| (s, Some(name))),
+        _ => (s.key == key).then_some((s, None)),
+    })
+}
+
+/// The setting a command-line flag overrides.
+pub fn by_flag(flag: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.flag == Some(flag))
+}
+
+fn bad(what: &str, value: &str, why: &str) -> String {
+    format!("bad value {value:?} for {what}: {why}")
+}
+
+/// A non-negative whole number, digits only.
+fn whole(what: &str, value: &str) -> Result<u64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(what, value, "expected a whole number >= 0"));
+    }
+    value
+        .parse::<u64>()
+        .map_err(|_| bad(what, value, "expected a whole number >= 0 (too large)"))
+}
+
+/// Seconds from [`MIN_INTERVAL_S`] to [`MAX_INTERVAL_S`]; `what` names
+/// the key, flag or argument in the error.
+pub fn seconds(what: &str, value: &str) -> Result<Duration, String> {
+    match value.parse::<f64>() {
+        Ok(v) if (MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(bad(
+            what,
+            value,
+            &format!("expected seconds from {MIN_INTERVAL_S} to {MAX_INTERVAL_S}"),
+        )),
+    }
+}
+
+/// Whole MiB whose KiB fit in a `u64`, returned in KiB.
+fn mib_as_kib(what: &str, value: &str) -> Result<u64, String> {
+    let n = whole(what, value)?;
+    if n > MAX_MIB {
+        return Err(bad(what, value, &format!("at most {MAX_MIB} MiB")));
+    }
+    Ok(n * MIB)
+}
+
+impl Setting {
+    /// For [`Kind::PerDomainMib`], the key up to `<domain>` (`floor.`).
+    fn prefix(&self) -> &'static str {
+        self.key.strip_suffix("<domain>").unwrap_or(self.key)
+    }
+
+    /// Parses `value` and sets it in `r`. `what` names the key or flag in
+    /// the error (one line, `bad value "<value>" for <what>: ...`);
+    /// `domain` is the domain of a per-domain key. This is the only place
+    /// a setting's value is read, for the file and the command line alike.
+    pub fn apply(
+        &self,
+        r: &mut Resolved,
+        what: &str,
+        domain: Option<&str>,
+        value: &str,
+    ) -> Result<(), String> {
+        match self.kind {
+            Kind::Number { min, max, field } => match value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= min && v <= max => *field(r) = v,
+                _ => return Err(bad(what, value, &format!("expected {}", self.range()))),
+            },
+            Kind::Fraction { field } => match value.parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 1.0 => *field(r) = v,
+                _ => {
+                    return Err(bad(
+                        what,
+                        value,
+                        "expected a number greater than 0 and at most 1",
+                    ))
+                }
+            },
+            Kind::Count { min, field } => {
+                let n = whole(what, value)?;
+                let n = u32::try_from(n).map_err(|_| bad(what, value, "too large"))?;
+                if n < min {
+                    return Err(bad(
+                        what,
+                        value,
+                        &format!("expected a whole number >= {min}"),
+                    ));
+                }
+                *field(r) = n;
+            }
+            Kind::Size { min, field } => {
+                let n = whole(what, value)?;
+                let n = usize::try_from(n).map_err(|_| bad(what, value, "too large"))?;
+                if n < min {
+                    return Err(bad(
+                        what,
+                        value,
+                        &format!("expected a whole number >= {min}"),
+                    ));
+                }
+                *field(r) = n;
+            }
+            Kind::Mib { field } => *field(r) = mib_as_kib(what, value)?,
+            Kind::CpuList { field } => {
+                let cpus =
+                    parse_cpu_list(value).map_err(|e| format!("bad value for {what}: {e}"))?;
+                *field(r) = Some(cpus);
+            }
+            Kind::Seconds { field } => *field(r) = seconds(what, value)?,
+            Kind::Names { field } => {
+                let mut names = Vec::new();
+                for item in value.split(',') {
+                    let item = item.trim();
+                    if item.is_empty() {
+                        return Err(bad(what, value, "empty name in the list"));
+                    }
+                    names.push(item.to_string());
+                }
+                field(r).extend(names);
+            }
+            Kind::PerDomainMib { field } => {
+                let name = domain.map(str::trim).unwrap_or_default();
+                if name.is_empty() {
+                    return Err(format!("missing domain name in key {what:?}"));
+                }
+                let kib = mib_as_kib(what, value)?;
+                field(r).insert(name.to_string(), kib);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the key may be given more than once in a file.
+    pub fn repeatable(&self) -> bool {
+        matches!(self.kind, Kind::Names { .. })
+    }
+
+    /// The default as it would be written in the file, or `None` when the
+    /// default is no value (all CPUs, no names).
+    pub fn default_value(&self) -> Option<String> {
+        let mut d = Resolved::default();
+        match self.kind {
+            Kind::Number { field, .. } | Kind::Fraction { field } => {
+                Some(field(&mut d).to_string())
+            }
+            Kind::Count { field, .. } => Some(field(&mut d).to_string()),
+            Kind::Size { field, .. } => Some(field(&mut d).to_string()),
+            Kind::Mib { field } => Some((*field(&mut d) / MIB).to_string()),
+            Kind::Seconds { field } => Some(field(&mut d).as_secs_f64().to_string()),
+            Kind::CpuList { field } => field(&mut d)
+                .as_ref()
+                .map(|c| crate::virt::format_cpu_list(c)),
+            Kind::Names { field } => {
+                let v = field(&mut d);
+                (!v.is_empty()).then(|| v.join(", "))
+            }
+            Kind::PerDomainMib { .. } => None,
+        }
+    }
+
+    /// What the default means when it is no value.
+    fn absent(&self) -> &'static str {
+        match self.kind {
+            Kind::CpuList { .. } => "all online pCPUs",
+            _ => "none",
+        }
+    }
+
+    /// The default for help text: the value, or what no value means.
+    pub fn default_text(&self) -> String {
+        self.default_value()
+            .unwrap_or_else(|| self.absent().to_string())
+    }
+
+    /// [`Setting::default_text`] with its unit (`200 MiB`, `2 s`).
+    fn default_with_unit(&self) -> String {
+        let unit = match (self.kind, self.default_value()) {
+            (_, None) => "",
+            (Kind::Mib { .. }, _) => " MiB",
+            (Kind::Seconds { .. }, _) => " s",
+            _ => "",
+        };
+        format!("{}{unit}", self.default_text())
+    }
+
+    /// The accepted values, as a phrase (`a number >= 0`).
+    pub fn range(&self) -> String {
+        match self.kind {
+            Kind::Number { min, max, .. } if max == f64::INFINITY => format!("a number >= {min}"),
+            Kind::Number { min, max, .. } => format!("a number from {min} to {max}"),
+            Kind::Fraction { .. } => "a number greater than 0 and at most 1".to_string(),
+            Kind::Count { min, .. } => format!("a whole number >= {min}"),
+            Kind::Size { min, .. } => format!("a whole number >= {min}"),
+            Kind::Mib { .. } | Kind::PerDomainMib { .. } => "whole MiB".to_string(),
+            Kind::CpuList { .. } => "a CPU list such as 0-3,8".to_string(),
+            Kind::Seconds { .. } => format!("seconds from {MIN_INTERVAL_S} to {MAX_INTERVAL_S}"),
+            Kind::Names { .. } => {
+                "comma-separated names or globs (`*`, `?`); the key may repeat".to_string()
+            }
+        }
+    }
+
+    /// The placeholder of the flag's value in help text.
+    fn metavar(&self) -> &'static str {
+        match self.kind {
+            Kind::Number { .. } | Kind::Fraction { .. } => "N",
+            Kind::Count { .. } | Kind::Size { .. } => "N",
+            Kind::Mib { .. } | Kind::PerDomainMib { .. } => "MIB",
+            Kind::CpuList { .. } => "LIST",
+            Kind::Seconds { .. } => "S",
+            Kind::Names { .. } => "NAMES",
+        }
+    }
+
+    /// A `key = value` line as the sample file shows it: the default, or
+    /// else the example.
+    fn shown(&self) -> String {
+        let value = self
+            .default_value()
+            .unwrap_or_else(|| self.example.to_string());
+        match self.kind {
+            Kind::PerDomainMib { .. } => format!("{}db01 = {value}", self.prefix()),
+            _ => format!("{} = {value}", self.key),
+        }
+    }
+}
+
+/// Help lines for the flags of `section` (`  --threshold N  ... (default 5)`).
+pub fn flag_help(section: Section) -> String {
+    let mut out = String::new();
+    for s in SETTINGS.iter().filter(|s| s.section == section) {
+        if let Some(flag) = s.flag {
+            let left = format!("{flag} {}", s.metavar());
+            let _ = writeln!(
+                out,
+                "  {left:<20} {} (default {})",
+                s.help,
+                s.default_with_unit()
+            );
+        }
+    }
+    out
+}
+
+/// The key list of `kvmsched help run`: one line per setting.
+pub fn key_help() -> String {
+    let mut out = String::new();
+    for s in SETTINGS {
+        let mut line = format!("  {:<33} {}", s.shown(), s.help);
+        if s.default_value().is_none() {
+            let _ = write!(line, " (default: {})", s.absent());
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// The table of keys in the [`config`](super) module doc, one row per
+/// setting (a test checks the doc holds exactly these lines).
+pub fn doc_table() -> String {
+    let mut out =
+        String::from("| key | flag | value | default |\n|-----|------|-------|---------|\n");
+    for s in SETTINGS {
+        let flag = s.flag.map(|f| format!("`{f}`")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| `{}` | {flag} | {}; {} | {} |",
+            s.key,
+            s.help,
+            s.range(),
+            s.default_with_unit()
+        );
+    }
+    out
+}
+
+/// Words of `text` as `# ` comment lines of at most 76 characters.
+fn comment(out: &mut String, text: &str) {
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() > 1 && line.len() + 1 + word.len() > 76 {
+            let _ = writeln!(out, "{line}");
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    if line.len() > 1 {
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Capitalises the first letter, unless the word is written like `vCPU`.
+fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    match (c.next(), s.chars().nth(1)) {
+        (Some(_), Some(second)) if second.is_uppercase() => s.to_string(),
+        (Some(first), _) => first.to_uppercase().chain(c).collect(),
+        (None, _) => String::new(),
+    }
+}
+
+/// The sample configuration file, `contrib/kvmsched.conf`: every setting
+/// commented out as `#key = default` (or an `Example:` line when the
+/// default is no value).
+pub fn sample_config() -> String {
+    let mut out = String::from(
+        "# /etc/kvmsched.conf: sample configuration for kvmsched.\n\
+         # Generated from the settings table (src/config/settings.rs); a test\n\
+         # keeps it equal to that table.\n\
+         #\n\
+         # Format: one \"key = value\" per line; \"#\" starts a comment anywhere on a\n\
+         # line; blank lines are ignored; values are written without quotes.\n\
+         # Every key may appear at most once, except \"exclude\".\n\
+         # Unknown keys and bad values are errors reported as FILE:LINE.\n\
+         # Command-line flags override these settings. \"systemctl reload kvmsched\"\n\
+         # (SIGHUP) re-reads this file; if it is bad, the last good settings stay.\n\
+         #\n\
+         # Each setting below is commented out and shows its default.\n",
+    );
+    let mut section = None;
+    for s in SETTINGS {
+        if section != Some(s.section) {
+            section = Some(s.section);
+            let title = format!("## {} ", s.section.title());
+            let _ = writeln!(out, "\n{title:#<76}");
+        }
+        out.push('\n');
+        let mut text = format!("{}: {}.", sentence(s.help), s.range());
+        if !s.note.is_empty() {
+            text = format!("{text} {}", s.note);
+        }
+        match s.default_value() {
+            Some(_) => {
+                comment(&mut out, &text);
+                let _ = writeln!(out, "#{}", s.shown());
+            }
+            None => {
+                comment(&mut out, &format!("{text} Default: {}.", s.absent()));
+                let _ = writeln!(out, "# Example: {}", s.shown());
+            }
+        }
+    }
+    out
+}
