@@ -15,7 +15,7 @@ use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig};
 use crate::policy::vcpu::{Scheduler, VcpuConfig};
 use crate::sample::{self, monotonic_ns, Want};
 use crate::signals;
-use crate::virt::{self, Connection, CpuMap, Error};
+use crate::virt::{self, Connection, CpuMap, Error, ErrorKind};
 
 /// What the daemon runs.
 pub struct Options {
@@ -61,7 +61,7 @@ enum TickError {
 
 impl From<Error> for TickError {
     fn from(e: Error) -> Self {
-        if e.is_connection_lost() {
+        if e.kind() == ErrorKind::ConnectionLost {
             TickError::Lost(e)
         } else {
             TickError::Other(e)
@@ -371,10 +371,10 @@ impl State {
     ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
         let (doms, skipped) = sample::read_domains(conn, host_cpus, want)?;
         for s in skipped {
-            if s.error.is_connection_lost() {
+            if s.error.kind() == ErrorKind::ConnectionLost {
                 return Err(TickError::Lost(s.error));
             }
-            if !s.error.is_no_domain() {
+            if s.error.kind() != ErrorKind::NoDomain {
                 self.opts
                     .log
                     .warn(lp, &format!("skipped {}: {}", s.name, s.error));
@@ -478,8 +478,8 @@ impl State {
                         self.opts.log.event("vcpu", event, &format!("{verb} {pin}"));
                     }
                 }
-                Err(e) if e.is_no_domain() => {}
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) if e.kind() == ErrorKind::NoDomain => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionLost => return Err(TickError::Lost(e)),
                 Err(e) => {
                     self.metrics.pin_failures_total += 1;
                     self.opts.log.warn("vcpu", &format!("{pin}: {e}"));
@@ -540,7 +540,7 @@ impl State {
                 Ok(()) => {
                     self.stats_period_set.insert(d.domain.uuid().to_string());
                 }
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) if e.kind() == ErrorKind::ConnectionLost => return Err(TickError::Lost(e)),
                 Err(e) => {
                     self.stats_period_set.insert(d.domain.uuid().to_string());
                     self.warn_once(
@@ -598,10 +598,10 @@ impl State {
                         self.opts.log.event("memory", event, &format!("set {a}"));
                     }
                 }
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) if e.kind() == ErrorKind::ConnectionLost => return Err(TickError::Lost(e)),
                 Err(e) => {
                     failed.push(a.uuid.clone());
-                    if !e.is_no_domain() {
+                    if e.kind() != ErrorKind::NoDomain {
                         self.opts.log.warn("memory", &format!("{}: {e}", a.name));
                     }
                 }

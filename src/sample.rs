@@ -14,7 +14,8 @@ use std::time::Instant;
 use crate::policy::memory::DomainMem;
 use crate::policy::vcpu::{Snapshot, VcpuSample};
 use crate::virt::{
-    stats, Connection, Domain, Error, MemoryStats, NodeCpuMap, Result, VcpuInfo, STATE_RUNNING,
+    stats, Connection, Domain, Error, ErrorKind, MemoryStats, NodeCpuMap, Result, VcpuInfo,
+    STATE_RUNNING,
 };
 
 /// Nanoseconds on a monotonic clock since the process's first reading.
@@ -166,7 +167,7 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
                 });
             }
         }
-        Err(e) if e.is_unsupported() => {}
+        Err(e) if e.kind() == ErrorKind::Unsupported => {}
         Err(e) => return Err(e),
     }
     let bytes = conn.node_free_memory()?;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{node_uri, Guest};
-use kvmsched::virt::{stats, Connection, CpuMap, ListFilter, STATE_RUNNING};
+use kvmsched::virt::{stats, Connection, CpuMap, ErrorKind, ListFilter, STATE_RUNNING};
 
 fn four_guests(test: &str) -> String {
     node_uri(
@@ -91,9 +91,9 @@ fn vcpu_info_reports_affinity_and_pin_reads_back() {
 
     // A vCPU that does not exist is an error naming the call and domain.
     let err = d.pin_vcpu(7, &target).expect_err("no vCPU 7");
-    assert_eq!(err.call, "virDomainPinVcpu");
-    assert_eq!(err.target.as_deref(), Some("p"));
-    assert!(!err.message.is_empty());
+    assert_eq!(err.call(), "virDomainPinVcpu");
+    assert_eq!(err.target(), Some("p"));
+    assert!(!err.message().is_empty());
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn set_memory_reads_back_and_above_max_fails() {
     d.set_memory(786_432).expect("setmem");
     assert_eq!(d.info().expect("info").memory_kib, 786_432);
     let err = d.set_memory(2_000_000).expect_err("above max");
-    assert_eq!(err.call, "virDomainSetMemoryFlags");
+    assert_eq!(err.call(), "virDomainSetMemoryFlags");
     assert_eq!(
         d.info().expect("info").memory_kib,
         786_432,
@@ -144,7 +144,7 @@ fn memory_stats_and_stats_period() {
     );
     match d.set_memory_stats_period(2) {
         Ok(()) => {}
-        Err(e) => assert!(e.is_unsupported(), "unexpected error: {e}"),
+        Err(e) => assert!(e.kind() == ErrorKind::Unsupported, "unexpected error: {e}"),
     }
 }
 
@@ -191,18 +191,18 @@ fn node_figures() {
     let err = conn
         .node_free_memory()
         .expect_err("0 is the error sentinel");
-    assert_eq!(err.call, "virNodeGetFreeMemory");
+    assert_eq!(err.call(), "virNodeGetFreeMemory");
     let default = Connection::open_read_only("test:///default").expect("default");
     assert!(default.node_free_memory().expect("free memory") > 0);
     // The test driver implements neither per-CPU nor memory stats in every
     // version; when it does, the figures must be coherent.
     match conn.node_cpu_stats(Some(0)) {
         Ok(s) => assert!(s.total() >= s.busy()),
-        Err(e) => assert!(e.is_unsupported(), "{e}"),
+        Err(e) => assert!(e.kind() == ErrorKind::Unsupported, "{e}"),
     }
     match conn.node_memory_stats() {
         Ok(m) => assert!(m.total.unwrap_or(u64::MAX) >= m.free.unwrap_or(0)),
-        Err(e) => assert!(e.is_unsupported(), "{e}"),
+        Err(e) => assert!(e.kind() == ErrorKind::Unsupported, "{e}"),
     }
     assert!(conn.lib_version().expect("version") >= 8_000_000);
     assert!(conn.is_alive().expect("alive"));
@@ -224,18 +224,18 @@ fn read_only_connection_refuses_changes() {
     let d = &doms[0];
     let map = CpuMap::from_cpus(2, &[1]).expect("map");
     let err = d.pin_vcpu(0, &map).expect_err("read-only pin");
-    assert!(err.is_denied(), "{err:?}");
+    assert!(err.kind() == ErrorKind::Denied, "{err:?}");
     let err = d.set_memory(600_000).expect_err("read-only setmem");
-    assert!(err.is_denied(), "{err:?}");
+    assert!(err.kind() == ErrorKind::Denied, "{err:?}");
     assert_eq!(d.info().expect("info").memory_kib, 524_288);
 }
 
 #[test]
 fn bad_uri_is_an_error_value() {
     let err = Connection::open("nosuchdriver:///nowhere").expect_err("bad uri");
-    assert_eq!(err.call, "virConnectOpen");
-    assert_eq!(err.target.as_deref(), Some("nosuchdriver:///nowhere"));
-    assert!(!err.message.is_empty());
+    assert_eq!(err.call(), "virConnectOpen");
+    assert_eq!(err.target(), Some("nosuchdriver:///nowhere"));
+    assert!(!err.message().is_empty());
     let err = Connection::open("test:///no/such/file.xml").expect_err("missing file");
     assert!(
         err.to_string()
@@ -243,7 +243,7 @@ fn bad_uri_is_an_error_value() {
         "{err}"
     );
     let err = Connection::open("a\0b").expect_err("NUL");
-    assert!(err.message.contains("NUL"));
+    assert!(err.message().contains("NUL"));
 }
 
 #[test]
@@ -265,5 +265,45 @@ fn errors_do_not_leak_into_later_calls() {
     let err = doms[0]
         .pin_vcpu(5, &CpuMap::from_cpus(2, &[0]).expect("map"))
         .expect_err("bad vcpu");
-    assert_eq!(err.call, "virDomainPinVcpu");
+    assert_eq!(err.call(), "virDomainPinVcpu");
+}
+
+#[test]
+fn a_refused_pin_on_a_live_connection_is_not_a_lost_connection() {
+    let uri = node_uri(
+        "refused",
+        4,
+        &[
+            Guest {
+                name: "up",
+                vcpus: 2,
+                ..Default::default()
+            },
+            Guest {
+                name: "down",
+                vcpus: 1,
+                state: "shutoff",
+                ..Default::default()
+            },
+        ],
+    );
+    let conn = Connection::open(&uri).expect("open");
+    let doms = conn.list_all_domains(ListFilter::All).expect("list");
+    let up = doms.iter().find(|d| d.name() == "up").expect("up");
+    let down = doms.iter().find(|d| d.name() == "down").expect("down");
+    let map = CpuMap::from_cpus(8, &[1]).expect("map");
+    // testDomainPinVcpuFlags refuses a vCPU the domain lacks
+    // (VIR_ERR_INVALID_ARG) and any pin on an inactive domain
+    // (VIR_ERR_OPERATION_INVALID from the test driver, not from
+    // virDomainObjCheckActive): refused actions, the connection stays up.
+    for err in [
+        up.pin_vcpu(9, &map).expect_err("no vCPU 9"),
+        down.pin_vcpu(0, &map).expect_err("inactive"),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Other, "{err:?}");
+        assert!(err.code().is_some() && err.origin().is_some(), "{err:?}");
+    }
+    assert!(conn.is_alive().expect("alive"));
+    up.pin_vcpu(1, &map).expect("the next pin works");
+    assert_eq!(up.vcpus(2, 8).expect("vcpus")[1].affinity.cpus(), [1]);
 }
