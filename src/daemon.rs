@@ -85,6 +85,9 @@ struct State {
     /// When the vCPU loop last sampled (its usage is measured since then).
     last_vcpu_sample: Option<Instant>,
     mem_ticks: u64,
+    /// The domain read path last announced in the log (said once, and
+    /// again only if a new connection reads another way).
+    read_path: std::cell::Cell<Option<sample::ReadPath>>,
 }
 
 fn excluded(patterns: &[String], name: &str) -> bool {
@@ -112,6 +115,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         vcpu_ticks: 0,
         last_vcpu_sample: None,
         mem_ticks: 0,
+        read_path: std::cell::Cell::new(None),
         opts,
     };
     if let Some(server) = st.opts.metrics.take() {
@@ -370,6 +374,14 @@ impl State {
         want: Want,
     ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
         let (doms, skipped) = sample::read_domains(conn, host_cpus, want)?;
+        let path = sample::read_path(conn);
+        if path.is_some() && path != self.read_path.replace(path) {
+            if let Some(p) = path {
+                self.opts
+                    .log
+                    .line("daemon", &format!("domains read by {p}"));
+            }
+        }
         for s in skipped {
             if s.error.kind() == ErrorKind::ConnectionLost {
                 return Err(TickError::Lost(s.error));

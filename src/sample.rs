@@ -1,12 +1,23 @@
 //! The thin layer between libvirt and the policies: reads everything one
 //! interval needs in as few round trips as the driver allows.
 //!
-//! Per interval: one `virConnectGetAllDomainStats` (state, and the vCPU and
-//! balloon groups when asked) gives every active domain with its figures;
-//! affinity and the current pCPU are not in bulk stats, so the vCPU reader
-//! adds one `virDomainGetVcpus` per running domain. Drivers that leave a
-//! group out of bulk stats (libvirt's test driver) are read per domain
-//! instead (`virDomainGetInfo`, `virDomainMemoryStats`).
+//! Two ways to read the running domains ([`ReadPath`]), chosen once per
+//! connection:
+//! - **Bulk** (the default): one `virConnectGetAllDomainStats` (state, and
+//!   the vCPU and balloon groups when asked) gives every active domain with
+//!   its figures; affinity and the current pCPU are not in bulk stats, so
+//!   the vCPU reader adds one `virDomainGetVcpus` per running domain. A
+//!   group the driver leaves out of the records (libvirt 9.0's test driver
+//!   fills only `state.*`) is read per domain instead (`virDomainGetInfo`,
+//!   `virDomainMemoryStats`, `virDomainGetMaxMemory`).
+//! - **Per domain**: when the driver or daemon does not implement
+//!   `virConnectGetAllDomainStats` at all (libvirt 7.0's test driver, a
+//!   daemon older than 1.2.8), `virConnectListAllDomains` (active) and then
+//!   `virDomainGetInfo`, `virDomainGetVcpus`, `virDomainMemoryStats` per
+//!   domain. The switch happens on an [`ErrorKind::Unsupported`] answer
+//!   only, is remembered for the life of the connection, and
+//!   [`read_path`] tells the caller which path is in use so it can say so
+//!   once.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,8 +25,8 @@ use std::time::Instant;
 use crate::policy::memory::DomainMem;
 use crate::policy::vcpu::{Snapshot, VcpuSample};
 use crate::virt::{
-    stats, Connection, Domain, Error, ErrorKind, MemoryStats, NodeCpuMap, Result, VcpuInfo,
-    STATE_RUNNING,
+    stats, Connection, Domain, DomainInfo, Error, ErrorKind, ListFilter, MemoryStats, NodeCpuMap,
+    Result, TypedParams, VcpuInfo, STATE_RUNNING,
 };
 
 /// Nanoseconds on a monotonic clock since the process's first reading.
@@ -56,57 +67,157 @@ pub struct Want {
     pub memory: bool,
 }
 
-/// Reads every running domain. Per-domain failures (a guest shutting down
-/// between two calls) are returned in the second list, not as an error; a
-/// failure of the bulk call (e.g. the daemon went away) is an error.
+/// How [`read_domains`] reads the running domains (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// One `virConnectGetAllDomainStats` round trip, plus per-domain calls
+    /// only for what the records lack.
+    Bulk,
+    /// `virConnectListAllDomains` and per-domain calls: the driver lacks
+    /// bulk stats.
+    PerDomain,
+}
+
+impl std::fmt::Display for ReadPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadPath::Bulk => "bulk stats (virConnectGetAllDomainStats)",
+            ReadPath::PerDomain => "per-domain calls (virConnectGetAllDomainStats not supported)",
+        })
+    }
+}
+
+/// The path [`read_domains`] uses on `conn`: `None` before its first read.
+pub fn read_path(conn: &Connection) -> Option<ReadPath> {
+    conn.bulk_stats.get().map(|bulk| {
+        if bulk {
+            ReadPath::Bulk
+        } else {
+            ReadPath::PerDomain
+        }
+    })
+}
+
+/// What a failed bulk read means for the path: an unsupported call (or
+/// stats group, flag) switches to per-domain reads; any other error
+/// (daemon gone, access denied) is the caller's to handle, and the path
+/// stays as it was.
+fn path_after_bulk_error(e: &Error) -> Option<ReadPath> {
+    (e.kind() == ErrorKind::Unsupported).then_some(ReadPath::PerDomain)
+}
+
+/// Reads every running domain, by the path this connection uses (bulk
+/// first; per domain once the driver said bulk stats are unsupported).
+/// Per-domain failures (a guest shutting down between two calls) are
+/// returned in the second list, not as an error; a failure of the bulk or
+/// list call (e.g. the daemon went away) is an error.
 pub fn read_domains<'c>(
     conn: &'c Connection,
     host_cpus: u32,
     want: Want,
 ) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
-    let mut groups = stats::STATE;
-    if want.vcpus {
-        groups |= stats::VCPU;
+    if read_path(conn) == Some(ReadPath::PerDomain) {
+        return read_domains_by(ReadPath::PerDomain, conn, host_cpus, want);
     }
-    if want.memory {
-        groups |= stats::BALLOON;
-    }
-    let records = conn.all_domain_stats(groups)?;
-    let mut out = Vec::with_capacity(records.len());
-    let mut skipped = Vec::new();
-    for rec in records {
-        let state = rec.params.get_i64("state.state");
-        if state.is_some_and(|s| s != i64::from(STATE_RUNNING)) {
-            continue;
+    match read_domains_by(ReadPath::Bulk, conn, host_cpus, want) {
+        Ok(read) => {
+            conn.bulk_stats.set(Some(true));
+            Ok(read)
         }
-        let name = rec.domain.name().to_string();
-        match read_one(rec.domain, &rec.params, host_cpus, want) {
-            Ok(Some(d)) => out.push(d),
-            Ok(None) => {}
-            Err(error) => skipped.push(Skipped { name, error }),
+        Err(e) => match path_after_bulk_error(&e) {
+            Some(path) => {
+                conn.bulk_stats.set(Some(false));
+                read_domains_by(path, conn, host_cpus, want)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// [`read_domains`] by the given path, whatever the connection's choice
+/// (tests compare the two paths with it). The connection's remembered
+/// path is not changed.
+pub fn read_domains_by<'c>(
+    path: ReadPath,
+    conn: &'c Connection,
+    host_cpus: u32,
+    want: Want,
+) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keep = |name: String, r: Result<Option<DomainRead<'c>>>| match r {
+        Ok(Some(d)) => out.push(d),
+        Ok(None) => {}
+        Err(error) => skipped.push(Skipped { name, error }),
+    };
+    match path {
+        ReadPath::Bulk => {
+            let mut groups = stats::STATE;
+            if want.vcpus {
+                groups |= stats::VCPU;
+            }
+            if want.memory {
+                groups |= stats::BALLOON;
+            }
+            for rec in conn.all_domain_stats(groups)? {
+                let state = rec.params.get_i64("state.state");
+                if state.is_some_and(|s| s != i64::from(STATE_RUNNING)) {
+                    continue;
+                }
+                let name = rec.domain.name().to_string();
+                keep(
+                    name,
+                    read_one(rec.domain, Some(&rec.params), host_cpus, want),
+                );
+            }
+        }
+        ReadPath::PerDomain => {
+            for domain in conn.list_all_domains(ListFilter::Active)? {
+                let name = domain.name().to_string();
+                keep(name, read_one(domain, None, host_cpus, want));
+            }
         }
     }
     out.sort_by(|a, b| a.domain.name().cmp(b.domain.name()));
     Ok((out, skipped))
 }
 
+/// `virDomainGetInfo`, read once into `cache`.
+fn info_of(domain: &Domain<'_>, cache: &mut Option<DomainInfo>) -> Result<DomainInfo> {
+    match *cache {
+        Some(i) => Ok(i),
+        None => {
+            let i = domain.info()?;
+            *cache = Some(i);
+            Ok(i)
+        }
+    }
+}
+
+/// Reads one domain: from its bulk record `params` where it has the
+/// figures, by per-domain calls where it does not (or with no record).
+/// `Ok(None)` for a domain that turned out not to be running.
 fn read_one<'c>(
     domain: Domain<'c>,
-    params: &crate::virt::TypedParams,
+    params: Option<&TypedParams>,
     host_cpus: u32,
     want: Want,
 ) -> Result<Option<DomainRead<'c>>> {
-    let mut info = None;
+    let get = |name: &str| params.and_then(|p| p.get_u64(name));
+    // virDomainGetInfo at most once, and only when a figure is missing.
+    let mut info: Option<DomainInfo> = None;
+    if params.is_none() && info_of(&domain, &mut info)?.state != STATE_RUNNING {
+        return Ok(None);
+    }
     let mut vcpus = Vec::new();
     if want.vcpus {
-        let n = match params.get_u64("vcpu.current") {
-            Some(n) => n as u32,
+        let n = match get("vcpu.current") {
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
             None => {
-                let i = domain.info()?;
+                let i = info_of(&domain, &mut info)?;
                 if i.state != STATE_RUNNING {
                     return Ok(None);
                 }
-                info = Some(i);
                 i.nr_virt_cpu
             }
         };
@@ -117,11 +228,12 @@ fn read_one<'c>(
     let mut memory = MemoryStats::default();
     let mut max_kib = None;
     if want.memory {
-        if params.get_u64("balloon.current").is_some() {
-            memory = MemoryStats::from_bulk(params);
-            max_kib = memory.maximum;
-        } else {
-            memory = domain.memory_stats()?;
+        match params {
+            Some(p) if p.get_u64("balloon.current").is_some() => {
+                memory = MemoryStats::from_bulk(p);
+                max_kib = memory.maximum;
+            }
+            _ => memory = domain.memory_stats()?,
         }
         if max_kib.is_none() {
             max_kib = Some(match info {
@@ -130,11 +242,7 @@ fn read_one<'c>(
             });
         }
         if memory.actual.is_none() {
-            let i = match info {
-                Some(i) => i,
-                None => domain.info()?,
-            };
-            memory.actual = Some(i.memory_kib);
+            memory.actual = Some(info_of(&domain, &mut info)?.memory_kib);
         }
     }
     Ok(Some(DomainRead {
@@ -218,5 +326,57 @@ pub fn domain_mem(d: &DomainRead<'_>) -> DomainMem {
         usable_kib: d.memory.usable,
         last_update: d.memory.last_update,
         rss_kib: d.memory.rss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libvirt_sys as sys;
+
+    fn err(code: u32, origin: u32, message: &str) -> Error {
+        Error::from_libvirt("virConnectGetAllDomainStats", code, origin, message)
+    }
+
+    #[test]
+    fn only_an_unsupported_bulk_read_switches_to_per_domain_reads() {
+        let unsupported = [
+            // libvirt 7.0's test driver: virReportUnsupportedError.
+            err(
+                sys::VIR_ERR_NO_SUPPORT,
+                sys::VIR_FROM_DOMAIN,
+                "this function is not supported by the connection driver: virConnectGetAllDomainStats",
+            ),
+            // A daemon older than the procedure.
+            err(sys::VIR_ERR_NO_SUPPORT, sys::VIR_FROM_RPC, "unknown procedure: 344"),
+            // A stats group or flag the driver lacks.
+            err(sys::VIR_ERR_ARGUMENT_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),
+            err(sys::VIR_ERR_OPERATION_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),
+        ];
+        for e in &unsupported {
+            assert_eq!(path_after_bulk_error(e), Some(ReadPath::PerDomain), "{e}");
+        }
+        let others = [
+            err(
+                sys::VIR_ERR_SYSTEM_ERROR,
+                sys::VIR_FROM_RPC,
+                "End of file while reading data",
+            ),
+            err(
+                sys::VIR_ERR_INTERNAL_ERROR,
+                sys::VIR_FROM_RPC,
+                "client socket is closed",
+            ),
+            err(sys::VIR_ERR_ACCESS_DENIED, sys::VIR_FROM_ACCESS, "denied"),
+            err(
+                sys::VIR_ERR_INTERNAL_ERROR,
+                sys::VIR_FROM_QEMU,
+                "not supported",
+            ),
+            Error::local("virConnectGetAllDomainStats", None, "not supported"),
+        ];
+        for e in &others {
+            assert_eq!(path_after_bulk_error(e), None, "{e}");
+        }
     }
 }

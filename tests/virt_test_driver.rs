@@ -3,6 +3,7 @@
 mod common;
 
 use common::{node_uri, Guest};
+use kvmsched::sample::{self, ReadPath, Want};
 use kvmsched::virt::{stats, Connection, CpuMap, ErrorKind, ListFilter, STATE_RUNNING};
 
 fn four_guests(test: &str) -> String {
@@ -306,4 +307,92 @@ fn a_refused_pin_on_a_live_connection_is_not_a_lost_connection() {
     assert!(conn.is_alive().expect("alive"));
     up.pin_vcpu(1, &map).expect("the next pin works");
     assert_eq!(up.vcpus(2, 8).expect("vcpus")[1].affinity.cpus(), [1]);
+}
+
+/// One domain as a read path saw it: name, vCPU numbers with affinity,
+/// balloon size and maximum.
+type Seen = (String, Vec<(u32, Vec<u32>)>, Option<u64>, Option<u64>);
+
+fn seen(doms: &[sample::DomainRead<'_>]) -> Vec<Seen> {
+    doms.iter()
+        .map(|d| {
+            let vcpus = d
+                .vcpus
+                .iter()
+                .map(|v| (v.number, v.affinity.cpus()))
+                .collect();
+            (
+                d.domain.name().to_string(),
+                vcpus,
+                d.memory.actual,
+                d.max_kib,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn per_domain_path_reads_what_the_bulk_path_reads() {
+    let uri = node_uri(
+        "paths",
+        4,
+        &[
+            Guest {
+                name: "alpha",
+                vcpus: 2,
+                cpuset: Some("1"),
+                ..Default::default()
+            },
+            Guest {
+                name: "beta",
+                vcpus: 3,
+                memory_kib: 1_048_576,
+                current_kib: 786_432,
+                ..Default::default()
+            },
+            Guest {
+                name: "off",
+                state: "shutoff",
+                ..Default::default()
+            },
+        ],
+    );
+    let conn = Connection::open(&uri).expect("open");
+    let host = conn.node_cpu_map().expect("cpu map");
+    let want = Want {
+        vcpus: true,
+        memory: true,
+    };
+    let (bulk, bulk_skipped) =
+        sample::read_domains_by(ReadPath::Bulk, &conn, host.present, want).expect("bulk");
+    let (per, per_skipped) =
+        sample::read_domains_by(ReadPath::PerDomain, &conn, host.present, want).expect("per");
+    assert!(bulk_skipped.is_empty() && per_skipped.is_empty());
+    assert_eq!(seen(&bulk), seen(&per));
+    let expected: Vec<Seen> = vec![
+        (
+            "alpha".into(),
+            vec![(0, vec![1]), (1, vec![1])],
+            Some(524_288),
+            Some(2_097_152),
+        ),
+        (
+            "beta".into(),
+            vec![
+                (0, (0..4).collect()),
+                (1, (0..4).collect()),
+                (2, (0..4).collect()),
+            ],
+            Some(786_432),
+            Some(1_048_576),
+        ),
+    ];
+    // Unpinned vCPUs have the test driver's all-CPU map: the node's 4
+    // active CPUs.
+    assert_eq!(seen(&per), expected);
+    // Forcing a path does not change the connection's choice; the first
+    // read_domains settles it (this driver has bulk stats).
+    assert_eq!(sample::read_path(&conn), None);
+    sample::read_domains(&conn, host.present, want).expect("read");
+    assert_eq!(sample::read_path(&conn), Some(ReadPath::Bulk));
 }

@@ -24,6 +24,10 @@ pub struct Connection {
     /// later reads are one round trip.
     pub(crate) node_cpu_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
     pub(crate) node_mem_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
+    /// Whether the driver answers virConnectGetAllDomainStats: `None`
+    /// until the first try, then remembered for the life of the connection
+    /// (a reconnect asks again). Read and set by `sample::read_domains`.
+    pub(crate) bulk_stats: std::cell::Cell<Option<bool>>,
 }
 
 /// Which domains [`Connection::list_all_domains`] returns
@@ -96,6 +100,7 @@ impl Connection {
             read_only,
             node_cpu_nparams: std::cell::Cell::new(None),
             node_mem_nparams: std::cell::Cell::new(None),
+            bulk_stats: std::cell::Cell::new(None),
         })
     }
 
