@@ -362,10 +362,10 @@ impl State {
         }
     }
 
-    /// Reads the running domains for loop `lp`: domains that vanished
-    /// between two calls are dropped quietly, other per-domain failures are
-    /// logged and skipped, a lost connection ends the interval, and excluded
-    /// domains are left out.
+    /// Reads the running domains for loop `lp`: excluded domains are left
+    /// out before any per-domain call, domains that vanished between two
+    /// calls are dropped quietly, other per-domain failures are logged and
+    /// skipped, and a lost connection ends the interval.
     fn read<'c>(
         &self,
         lp: &str,
@@ -373,7 +373,8 @@ impl State {
         host_cpus: u32,
         want: Want,
     ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
-        let (doms, skipped) = sample::read_domains(conn, host_cpus, want)?;
+        let skip = |name: &str| excluded(&self.opts.exclude, name);
+        let (doms, skipped) = sample::read_domains(conn, host_cpus, want, &skip)?;
         let path = sample::read_path(conn);
         if path.is_some() && path != self.read_path.replace(path) {
             if let Some(p) = path {
@@ -392,10 +393,7 @@ impl State {
                     .warn(lp, &format!("skipped {}: {}", s.name, s.error));
             }
         }
-        Ok(doms
-            .into_iter()
-            .filter(|d| !excluded(&self.opts.exclude, d.domain.name()))
-            .collect())
+        Ok(doms)
     }
 
     /// Forgets the vCPU usage history: the next interval only places

@@ -108,6 +108,8 @@ fn path_after_bulk_error(e: &Error) -> Option<ReadPath> {
 
 /// Reads every running domain, by the path this connection uses (bulk
 /// first; per domain once the driver said bulk stats are unsupported).
+/// Domains for which `skip(name)` is true (excluded ones) are dropped
+/// right after the bulk record or the list, before any per-domain call.
 /// Per-domain failures (a guest shutting down between two calls) are
 /// returned in the second list, not as an error; a failure of the bulk or
 /// list call (e.g. the daemon went away) is an error.
@@ -115,11 +117,12 @@ pub fn read_domains<'c>(
     conn: &'c Connection,
     host_cpus: u32,
     want: Want,
+    skip: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
     if read_path(conn) == Some(ReadPath::PerDomain) {
-        return read_domains_by(ReadPath::PerDomain, conn, host_cpus, want);
+        return read_domains_by(ReadPath::PerDomain, conn, host_cpus, want, skip);
     }
-    match read_domains_by(ReadPath::Bulk, conn, host_cpus, want) {
+    match read_domains_by(ReadPath::Bulk, conn, host_cpus, want, skip) {
         Ok(read) => {
             conn.bulk_stats.set(Some(true));
             Ok(read)
@@ -127,7 +130,7 @@ pub fn read_domains<'c>(
         Err(e) => match path_after_bulk_error(&e) {
             Some(path) => {
                 conn.bulk_stats.set(Some(false));
-                read_domains_by(path, conn, host_cpus, want)
+                read_domains_by(path, conn, host_cpus, want, skip)
             }
             None => Err(e),
         },
@@ -142,6 +145,7 @@ pub fn read_domains_by<'c>(
     conn: &'c Connection,
     host_cpus: u32,
     want: Want,
+    skip: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
@@ -160,6 +164,9 @@ pub fn read_domains_by<'c>(
                 groups |= stats::BALLOON;
             }
             for rec in conn.all_domain_stats(groups)? {
+                if skip(rec.domain.name()) {
+                    continue;
+                }
                 let state = rec.params.get_i64("state.state");
                 if state.is_some_and(|s| s != i64::from(STATE_RUNNING)) {
                     continue;
@@ -173,6 +180,9 @@ pub fn read_domains_by<'c>(
         }
         ReadPath::PerDomain => {
             for domain in conn.list_all_domains(ListFilter::Active)? {
+                if skip(domain.name()) {
+                    continue;
+                }
                 let name = domain.name().to_string();
                 keep(name, read_one(domain, None, host_cpus, want));
             }

@@ -98,7 +98,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
     };
     let cpu0 = cpu_times(conn, &online);
     let t0 = monotonic_ns();
-    let (first, _) = sample::read_domains(conn, host.present, want)?;
+    let (first, _) = sample::read_domains(conn, host.present, want, &|_| false)?;
     let before: BTreeMap<(String, u32), u64> = first
         .iter()
         .flat_map(|d| {
@@ -117,6 +117,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
             vcpus: true,
             memory: false,
         },
+        &|_| false,
     )?;
     let wall = t1.saturating_sub(t0).max(1) as f64;
 

@@ -364,9 +364,11 @@ fn per_domain_path_reads_what_the_bulk_path_reads() {
         memory: true,
     };
     let (bulk, bulk_skipped) =
-        sample::read_domains_by(ReadPath::Bulk, &conn, host.present, want).expect("bulk");
+        sample::read_domains_by(ReadPath::Bulk, &conn, host.present, want, &|_| false)
+            .expect("bulk");
     let (per, per_skipped) =
-        sample::read_domains_by(ReadPath::PerDomain, &conn, host.present, want).expect("per");
+        sample::read_domains_by(ReadPath::PerDomain, &conn, host.present, want, &|_| false)
+            .expect("per");
     assert!(bulk_skipped.is_empty() && per_skipped.is_empty());
     assert_eq!(seen(&bulk), seen(&per));
     let expected: Vec<Seen> = vec![
@@ -393,6 +395,56 @@ fn per_domain_path_reads_what_the_bulk_path_reads() {
     // Forcing a path does not change the connection's choice; the first
     // read_domains settles it (this driver has bulk stats).
     assert_eq!(sample::read_path(&conn), None);
-    sample::read_domains(&conn, host.present, want).expect("read");
+    sample::read_domains(&conn, host.present, want, &|_| false).expect("read");
     assert_eq!(sample::read_path(&conn), Some(ReadPath::Bulk));
+}
+
+#[test]
+fn excluded_domains_cost_no_per_domain_call() {
+    // Two guests that cost the same per-domain calls to read.
+    let uri = node_uri(
+        "skip",
+        4,
+        &[
+            Guest {
+                name: "alpha",
+                vcpus: 2,
+                ..Default::default()
+            },
+            Guest {
+                name: "beta",
+                vcpus: 2,
+                ..Default::default()
+            },
+        ],
+    );
+    let conn = Connection::open(&uri).expect("open");
+    let host = conn.node_cpu_map().expect("cpu map");
+    let want = Want {
+        vcpus: true,
+        memory: true,
+    };
+    for path in [ReadPath::Bulk, ReadPath::PerDomain] {
+        let calls = |skip: &dyn Fn(&str) -> bool| {
+            let before = kvmsched::virt::thread_call_count();
+            let (doms, skipped) =
+                sample::read_domains_by(path, &conn, host.present, want, skip).expect("read");
+            let names: Vec<String> = doms.iter().map(|d| d.domain.name().to_string()).collect();
+            assert!(skipped.is_empty());
+            drop(doms);
+            (kvmsched::virt::thread_call_count() - before, names)
+        };
+        let (none, all_names) = calls(&|_| false);
+        let (alpha_out, names) = calls(&|n| n == "alpha");
+        let (all_out, no_names) = calls(&|_| true);
+        assert_eq!(all_names, ["alpha", "beta"]);
+        assert_eq!(names, ["beta"]);
+        assert!(no_names.is_empty());
+        // Leaving alpha out saves exactly what reading one domain costs.
+        assert!(
+            alpha_out > all_out,
+            "{path:?}: leaving every domain out costs less than leaving alpha out ({alpha_out} vs {all_out} calls)"
+        );
+        assert_eq!(none - alpha_out, alpha_out - all_out, "{path:?}");
+    }
 }
