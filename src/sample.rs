@@ -5,8 +5,10 @@
 //! connection:
 //! - **Bulk** (the default): one `virConnectGetAllDomainStats` (state, and
 //!   the vCPU and balloon groups when asked) gives every active domain with
-//!   its figures; affinity and the current pCPU are not in bulk stats, so
-//!   the vCPU reader adds one `virDomainGetVcpus` per running domain. A
+//!   its figures, vCPU times (`vcpu.<n>.time`) with one timestamp taken
+//!   when the call returns; affinity and the current pCPU are not in bulk
+//!   stats, so the vCPU reader adds one `virDomainGetVcpus` per running
+//!   domain, used only for those two. A
 //!   group the driver leaves out of the records (libvirt 9.0's test driver
 //!   fills only `state.*`) is read per domain instead (`virDomainGetInfo`,
 //!   `virDomainMemoryStats`, `virDomainGetMaxMemory`).
@@ -14,7 +16,8 @@
 //!   `virConnectGetAllDomainStats` at all (libvirt 7.0's test driver, a
 //!   daemon older than 1.2.8), `virConnectListAllDomains` (active) and then
 //!   `virDomainGetInfo`, `virDomainGetVcpus`, `virDomainMemoryStats` per
-//!   domain. The switch happens on an [`ErrorKind::Unsupported`] answer
+//!   domain, each domain's vCPU times stamped when its `virDomainGetVcpus`
+//!   returns. The switch happens on an [`ErrorKind::Unsupported`] answer
 //!   only, is remembered for the life of the connection, and
 //!   [`read_path`] tells the caller which path is in use so it can say so
 //!   once.
@@ -29,11 +32,21 @@ use crate::virt::{
     Result, TypedParams, VcpuInfo, STATE_RUNNING,
 };
 
+/// The instant [`monotonic_ns`] counts from.
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
 /// Nanoseconds on a monotonic clock since the process's first reading.
 pub fn monotonic_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    monotonic_ns_at(Instant::now())
+}
+
+/// `at` on [`monotonic_ns`]'s clock (0 for an instant before its start).
+pub fn monotonic_ns_at(at: Instant) -> u64 {
+    let since = at.saturating_duration_since(clock_start());
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One running domain as read this interval.
@@ -47,6 +60,18 @@ pub struct DomainRead<'c> {
     pub memory: MemoryStats,
     /// Maximum memory (KiB), when memory was asked for.
     pub max_kib: Option<u64>,
+    /// When the vCPU times in `vcpus` were read, in [`monotonic_ns`]: the
+    /// return of the bulk call when they came from its `vcpu.<n>.time`
+    /// fields, else the return of this domain's `virDomainGetVcpus`.
+    /// `None` when vCPUs were not asked for (or it has none).
+    pub vcpu_times_ns: Option<u64>,
+}
+
+/// A domain's bulk record and when the bulk call returned.
+#[derive(Clone, Copy)]
+struct Record<'a> {
+    params: &'a TypedParams,
+    read_ns: u64,
 }
 
 /// A domain that could not be read this interval, and why.
@@ -163,7 +188,9 @@ pub fn read_domains_by<'c>(
             if want.memory {
                 groups |= stats::BALLOON;
             }
-            for rec in conn.all_domain_stats(groups)? {
+            let (records, returned) = conn.all_domain_stats_at(groups)?;
+            let read_ns = monotonic_ns_at(returned);
+            for rec in records {
                 if skip(rec.domain.name()) {
                     continue;
                 }
@@ -172,10 +199,11 @@ pub fn read_domains_by<'c>(
                     continue;
                 }
                 let name = rec.domain.name().to_string();
-                keep(
-                    name,
-                    read_one(rec.domain, Some(&rec.params), host_cpus, want),
-                );
+                let record = Record {
+                    params: &rec.params,
+                    read_ns,
+                };
+                keep(name, read_one(rec.domain, Some(record), host_cpus, want));
             }
         }
         ReadPath::PerDomain => {
@@ -204,15 +232,37 @@ fn info_of(domain: &Domain<'_>, cache: &mut Option<DomainInfo>) -> Result<Domain
     }
 }
 
-/// Reads one domain: from its bulk record `params` where it has the
-/// figures, by per-domain calls where it does not (or with no record).
-/// `Ok(None)` for a domain that turned out not to be running.
+/// Takes every vCPU's cumulative time from the bulk record's
+/// `vcpu.<number>.time` (ns) when the record has it for all of them;
+/// returns whether it did (otherwise `vcpus` keep `virDomainGetVcpus`'s).
+fn take_bulk_vcpu_times(params: &TypedParams, vcpus: &mut [VcpuInfo]) -> bool {
+    let times: Option<Vec<u64>> = vcpus
+        .iter()
+        .map(|v| params.get_u64(&format!("vcpu.{}.time", v.number)))
+        .collect();
+    match times {
+        Some(times) if !vcpus.is_empty() => {
+            for (v, t) in vcpus.iter_mut().zip(times) {
+                v.cpu_time_ns = t;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads one domain: from its bulk record where it has the figures, by
+/// per-domain calls where it does not (or with no record). vCPU times come
+/// from the record's `vcpu.<n>.time` when present; `virDomainGetVcpus` is
+/// then only read for affinity and the current pCPU. `Ok(None)` for a
+/// domain that turned out not to be running.
 fn read_one<'c>(
     domain: Domain<'c>,
-    params: Option<&TypedParams>,
+    record: Option<Record<'_>>,
     host_cpus: u32,
     want: Want,
 ) -> Result<Option<DomainRead<'c>>> {
+    let params = record.map(|r| r.params);
     let get = |name: &str| params.and_then(|p| p.get_u64(name));
     // virDomainGetInfo at most once, and only when a figure is missing.
     let mut info: Option<DomainInfo> = None;
@@ -220,6 +270,7 @@ fn read_one<'c>(
         return Ok(None);
     }
     let mut vcpus = Vec::new();
+    let mut vcpu_times_ns = None;
     if want.vcpus {
         let n = match get("vcpu.current") {
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
@@ -233,6 +284,11 @@ fn read_one<'c>(
         };
         if n > 0 {
             vcpus = domain.vcpus(n, host_cpus)?;
+            let own_ns = monotonic_ns();
+            vcpu_times_ns = Some(match record {
+                Some(r) if take_bulk_vcpu_times(r.params, &mut vcpus) => r.read_ns,
+                _ => own_ns,
+            });
         }
     }
     let mut memory = MemoryStats::default();
@@ -260,6 +316,7 @@ fn read_one<'c>(
         vcpus,
         memory,
         max_kib,
+        vcpu_times_ns,
     }))
 }
 
@@ -302,6 +359,13 @@ pub fn read_host_cpus(conn: &Connection) -> Result<NodeCpuMap> {
 
 /// The vCPU policy's input: every vCPU of `doms` with its cumulative time,
 /// affinity and current pCPU, keyed by domain UUID.
+///
+/// Its timestamp is when the times were read ([`DomainRead::vcpu_times_ns`]):
+/// on the bulk path that is the one instant the bulk call returned, so the
+/// `virDomainGetVcpus` round trips that follow it add no error to usage.
+/// When times came from `virDomainGetVcpus` (per-domain path, or a driver
+/// without `vcpu.<n>.time`), it is the latest of those reads, i.e. after
+/// the last round trip; with no vCPU at all, now.
 pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
     let vcpus = doms
         .iter()
@@ -316,8 +380,13 @@ pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
             })
         })
         .collect();
+    let monotonic_ns = doms
+        .iter()
+        .filter_map(|d| d.vcpu_times_ns)
+        .max()
+        .unwrap_or_else(monotonic_ns);
     Snapshot {
-        monotonic_ns: monotonic_ns(),
+        monotonic_ns,
         pcpus,
         vcpus,
     }
@@ -342,7 +411,42 @@ pub fn domain_mem(d: &DomainRead<'_>) -> DomainMem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::virt::{CpuMap, ParamValue};
     use libvirt_sys as sys;
+
+    fn vcpu(number: u32, cpu_time_ns: u64) -> VcpuInfo {
+        VcpuInfo {
+            number,
+            state: 1,
+            cpu_time_ns,
+            cpu: Some(0),
+            affinity: CpuMap::new(4),
+        }
+    }
+
+    #[test]
+    fn vcpu_times_come_from_the_bulk_record_when_it_has_all_of_them() {
+        let params = TypedParams::from_pairs(vec![
+            ("vcpu.current".into(), ParamValue::UInt(2)),
+            ("vcpu.0.time".into(), ParamValue::ULLong(7_000)),
+            ("vcpu.1.time".into(), ParamValue::ULLong(9_000)),
+        ]);
+        let mut vcpus = vec![vcpu(0, 1), vcpu(1, 2)];
+        assert!(take_bulk_vcpu_times(&params, &mut vcpus));
+        assert_eq!(vcpus[0].cpu_time_ns, 7_000);
+        assert_eq!(vcpus[1].cpu_time_ns, 9_000);
+        assert_eq!(vcpus[1].cpu, Some(0), "placement stays virDomainGetVcpus's");
+        // One vCPU missing from the record: all keep their own times, so a
+        // domain's vCPUs never mix two instants.
+        let mut vcpus = vec![vcpu(0, 1), vcpu(1, 2), vcpu(2, 3)];
+        assert!(!take_bulk_vcpu_times(&params, &mut vcpus));
+        assert_eq!(
+            vcpus.iter().map(|v| v.cpu_time_ns).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let empty = TypedParams::from_pairs(vec![]);
+        assert!(!take_bulk_vcpu_times(&empty, &mut [vcpu(0, 5)]));
+    }
 
     fn err(code: u32, origin: u32, message: &str) -> Error {
         Error::from_libvirt("virConnectGetAllDomainStats", code, origin, message)

@@ -448,3 +448,95 @@ fn excluded_domains_cost_no_per_domain_call() {
         assert_eq!(none - alpha_out, alpha_out - all_out, "{path:?}");
     }
 }
+
+/// Not a check: prints how far the vCPU snapshot's timestamp lies from the
+/// moment each domain's vCPU times were read, for 40 domains.
+/// `cargo test --test virt_test_driver measure -- --ignored --nocapture`;
+/// `KVMSCHED_MEASURE_REMOTE=1` reads through the local libvirtd
+/// (`test+unix://`), so each call is a real round trip.
+#[test]
+#[ignore]
+fn measure_vcpu_timestamp_error() {
+    let guests: Vec<String> = (0..40).map(|i| format!("m{i:02}")).collect();
+    let specs: Vec<Guest> = guests
+        .iter()
+        .map(|name| Guest {
+            name,
+            vcpus: 2,
+            ..Default::default()
+        })
+        .collect();
+    let local = node_uri("measure", 8, &specs);
+    let uri = if std::env::var_os("KVMSCHED_MEASURE_REMOTE").is_some() {
+        local.replacen("test://", "test+unix://", 1)
+    } else {
+        local
+    };
+    let conn = Connection::open(&uri).expect("open");
+    let host = conn.node_cpu_map().expect("cpu map");
+    let want = Want {
+        vcpus: true,
+        memory: false,
+    };
+    let summary = |mut errs: Vec<u64>| {
+        errs.sort_unstable();
+        let mean = errs.iter().sum::<u64>() as f64 / errs.len().max(1) as f64;
+        format!(
+            "max {:.1} us, mean {:.1} us",
+            *errs.last().unwrap_or(&0) as f64 / 1e3,
+            mean / 1e3
+        )
+    };
+    let rounds = 20;
+    let (mut old_max, mut per_max, mut bulk_durations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut per_mean = Vec::new();
+    for _ in 0..rounds {
+        // The old reader: bulk call, one virDomainGetVcpus per domain, then
+        // the snapshot's timestamp after all of them.
+        let start = sample::monotonic_ns();
+        let (records, returned) = conn
+            .all_domain_stats_at(stats::STATE | stats::VCPU)
+            .expect("bulk");
+        let bulk_ns = sample::monotonic_ns_at(returned);
+        bulk_durations.push(bulk_ns - start);
+        let mut read_at = Vec::new();
+        for r in &records {
+            let n = r.params.get_u64("vcpu.current").unwrap_or(2) as u32;
+            r.domain.vcpus(n, host.present).expect("vcpus");
+            read_at.push(sample::monotonic_ns());
+        }
+        let ts = sample::monotonic_ns();
+        let errs: Vec<u64> = read_at.iter().map(|t| ts - t).collect();
+        old_max.push(*errs.iter().max().expect("domains"));
+        // The per-domain path as the code reads it now.
+        let (doms, _) =
+            sample::read_domains_by(ReadPath::PerDomain, &conn, host.present, want, &|_| false)
+                .expect("read");
+        let snap = sample::vcpu_snapshot(&doms, host.online.cpus());
+        let errs: Vec<u64> = doms
+            .iter()
+            .filter_map(|d| d.vcpu_times_ns)
+            .map(|t| snap.monotonic_ns - t)
+            .collect();
+        per_mean.push(errs.iter().sum::<u64>() / errs.len() as u64);
+        per_max.push(*errs.iter().max().expect("domains"));
+    }
+    println!(
+        "uri {uri}, {} domains x 2 vCPUs, {rounds} rounds",
+        guests.len()
+    );
+    println!(
+        "before (times from virDomainGetVcpus, timestamp after the last): per-round max error {}",
+        summary(old_max)
+    );
+    println!(
+        "per-domain path now (same source of times): per-round max error {}; per-round mean error {}",
+        summary(per_max),
+        summary(per_mean)
+    );
+    println!(
+        "bulk path now (times from vcpu.N.time, timestamp at the bulk call's return): error 0 by construction; \
+         the bulk call itself took {} (the spread of the daemon's own reads is within it)",
+        summary(bulk_durations)
+    );
+}

@@ -218,12 +218,23 @@ impl Connection {
     /// (`virConnectGetAllDomainStats`), `groups` a bitwise OR of [`stats`]
     /// constants. Records are copied and libvirt's list freed before return.
     pub fn all_domain_stats(&self, groups: u32) -> Result<Vec<DomainStats<'_>>> {
+        self.all_domain_stats_at(groups).map(|(records, _)| records)
+    }
+
+    /// [`Connection::all_domain_stats`], plus the instant the C call
+    /// returned (before the records are copied): the time the figures in
+    /// them refer to, as closely as the caller can know it.
+    pub fn all_domain_stats_at(
+        &self,
+        groups: u32,
+    ) -> Result<(Vec<DomainStats<'_>>, std::time::Instant)> {
         // NOWAIT: a domain whose monitor is busy (a stuck guest) is reported
         // without the figures that need the monitor instead of blocking the
         // whole call for libvirt's 30 s job timeout.
         let flags = sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
             | sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT;
         let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+        let mut returned = std::time::Instant::now();
         let n = checked(
             "virConnectGetAllDomainStats",
             Some(&self.uri),
@@ -231,16 +242,18 @@ impl Connection {
             || format!("stats={groups:#x}, flags={flags:#x}"),
             || {
                 // SAFETY: self.ptr is open; &mut records is a valid out-pointer.
-                unsafe {
+                let n = unsafe {
                     sys::virConnectGetAllDomainStats(self.as_ptr(), groups, &mut records, flags)
-                }
+                };
+                returned = std::time::Instant::now();
+                n
             },
         )?;
         let list = StatsList(records);
         let n = usize::try_from(n).unwrap_or(0);
         let mut out = Vec::with_capacity(n);
         if list.0.is_null() {
-            return Ok(out);
+            return Ok((out, returned));
         }
         // SAFETY: on success records points to n record pointers followed
         // by NULL; they stay valid until StatsList drops.
@@ -264,7 +277,7 @@ impl Connection {
                 params,
             });
         }
-        Ok(out)
+        Ok((out, returned))
     }
 }
 
