@@ -1,4 +1,9 @@
 //! `virConnectPtr`: a connection to a hypervisor driver.
+//!
+//! Every method names the C function it calls, what it frees, and the value
+//! that function returns on failure (its sentinel, checked by
+//! [`call::checked`](super::call)); on failure libvirt's error is copied
+//! into an [`Error`] on the same thread right away.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_uint;
@@ -11,9 +16,23 @@ use super::domain::Domain;
 use super::error::{Error, Result};
 use super::typed_params::TypedParams;
 
-/// An open connection to libvirt (`virConnectPtr`). Closed on drop.
+/// An open connection to libvirt (`virConnectPtr`).
 ///
-/// Domains borrowed from it ([`Domain<'conn>`]) cannot outlive it.
+/// Owns one reference, released with `virConnectClose` on drop (a failure
+/// there is counted, never a panic). Domains borrowed from it
+/// ([`Domain<'conn>`]) cannot outlive it.
+///
+/// ```
+/// use kvmsched::virt::Connection;
+///
+/// # fn main() -> kvmsched::virt::Result<()> {
+/// // libvirt's built-in test driver: one running domain named "test".
+/// let conn = Connection::open("test:///default")?;
+/// assert!(conn.is_alive()?);
+/// assert_eq!(conn.canonical_uri()?, "test:///default");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     ptr: NonNull<sys::virConnect>,
@@ -63,13 +82,19 @@ pub mod stats {
 }
 
 impl Connection {
-    /// Opens `uri` read-write (`virConnectOpen`).
+    /// Opens `uri` read-write.
+    ///
+    /// Calls `virConnectOpen` (after [`init`](super::init)); fails on
+    /// `NULL`. The connection is the caller's, closed on drop. A URI with a
+    /// NUL byte is a local error, no call made.
     pub fn open(uri: &str) -> Result<Connection> {
         Self::open_with(uri, false)
     }
 
-    /// Opens `uri` read-only (`virConnectOpenReadOnly`): every call that
-    /// changes state fails with an access error.
+    /// Opens `uri` read-only: every call that changes state then fails with
+    /// [`ErrorKind::Denied`](super::ErrorKind::Denied).
+    ///
+    /// Calls `virConnectOpenReadOnly`; fails on `NULL`. Closed on drop.
     pub fn open_read_only(uri: &str) -> Result<Connection> {
         Self::open_with(uri, true)
     }
@@ -118,8 +143,11 @@ impl Connection {
         self.read_only
     }
 
-    /// The canonical URI libvirt resolved (`virConnectGetURI`), e.g.
-    /// `qemu:///system` for an empty default.
+    /// The canonical URI libvirt resolved, e.g. `qemu:///system` for an
+    /// empty default.
+    ///
+    /// Calls `virConnectGetURI`; fails on `NULL`. The string is copied and
+    /// the caller-owned C string freed with `free()`.
     pub fn canonical_uri(&self) -> Result<String> {
         let raw = checked(
             "virConnectGetURI",
@@ -140,7 +168,10 @@ impl Connection {
         Ok(s)
     }
 
-    /// Whether the connection to the daemon is still up (`virConnectIsAlive`).
+    /// Whether the connection to the daemon is still up.
+    ///
+    /// Calls `virConnectIsAlive` (1 alive, 0 closed; a local check of the
+    /// RPC client, no round trip); fails on `-1`. Nothing to free.
     pub fn is_alive(&self) -> Result<bool> {
         let r = checked(
             "virConnectIsAlive",
@@ -155,8 +186,9 @@ impl Connection {
         Ok(r == 1)
     }
 
-    /// libvirt's version as major * 1 000 000 + minor * 1000 + release
-    /// (`virConnectGetLibVersion`).
+    /// libvirt's version as major * 1 000 000 + minor * 1000 + release.
+    ///
+    /// Calls `virConnectGetLibVersion`; fails on `-1`. Nothing to free.
     pub fn lib_version(&self) -> Result<u64> {
         let mut ver: std::os::raw::c_ulong = 0;
         checked(
@@ -172,8 +204,29 @@ impl Connection {
         Ok(u64::from(ver))
     }
 
-    /// Lists domains (`virConnectListAllDomains`). Each returned [`Domain`]
-    /// owns its reference.
+    /// Lists domains, each with its name and UUID read.
+    ///
+    /// Calls `virConnectListAllDomains` (flags `0` or
+    /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE`); fails on `-1`. libvirt returns a
+    /// `malloc`'d array of domain references: each reference moves into a
+    /// [`Domain`] (freed with `virDomainFree` on its drop) and the array
+    /// itself is freed with `free()` before return. Then per domain
+    /// `virDomainGetName` (fails on `NULL`; the string belongs to the domain
+    /// object and is copied) and `virDomainGetUUIDString` (fails on `-1`;
+    /// fills our buffer), both local lookups.
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open_read_only("test:///default")?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let names: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+    /// assert_eq!(names, ["test"]);
+    /// assert_eq!(domains[0].uuid(), "6695eb01-f6a4-8304-79aa-97f2502e193f");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn list_all_domains(&self, filter: ListFilter) -> Result<Vec<Domain<'_>>> {
         let flags: c_uint = match filter {
             ListFilter::All => 0,
@@ -214,16 +267,24 @@ impl Connection {
         Ok(named)
     }
 
-    /// Bulk statistics for all active domains in one round trip
-    /// (`virConnectGetAllDomainStats`), `groups` a bitwise OR of [`stats`]
-    /// constants. Records are copied and libvirt's list freed before return.
+    /// Bulk statistics for all active domains in one round trip, `groups` a
+    /// bitwise OR of [`stats`] constants.
+    ///
+    /// Calls `virConnectGetAllDomainStats` with
+    /// `VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | _NOWAIT`; fails on `-1`
+    /// (a driver without it answers `VIR_ERR_NO_SUPPORT`,
+    /// [`ErrorKind::Unsupported`](super::ErrorKind::Unsupported)). Each
+    /// record's parameters are copied and its domain re-referenced with
+    /// `virDomainRef` (fails on `-1`) into a [`Domain`] of its own; the
+    /// record list is then freed with `virDomainStatsRecordListFree`.
     pub fn all_domain_stats(&self, groups: u32) -> Result<Vec<DomainStats<'_>>> {
         self.all_domain_stats_at(groups).map(|(records, _)| records)
     }
 
     /// [`Connection::all_domain_stats`], plus the instant the C call
     /// returned (before the records are copied): the time the figures in
-    /// them refer to, as closely as the caller can know it.
+    /// them refer to, as closely as the caller can know it. Same call,
+    /// sentinel and ownership.
     pub fn all_domain_stats_at(
         &self,
         groups: u32,
@@ -281,7 +342,9 @@ impl Connection {
     }
 }
 
-/// Owns the array from virConnectGetAllDomainStats until dropped.
+/// Owns the array from virConnectGetAllDomainStats until dropped, then
+/// frees it with virDomainStatsRecordListFree (records, their parameters
+/// and their domain references).
 struct StatsList(*mut sys::virDomainStatsRecordPtr);
 
 impl Drop for StatsList {

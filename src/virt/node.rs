@@ -1,4 +1,7 @@
 //! Host ("node") figures: CPUs, CPU time, memory.
+//!
+//! Every method names the C function it calls, what it frees, and the value
+//! that function returns on failure.
 
 use std::os::raw::{c_int, c_uint};
 
@@ -132,7 +135,10 @@ fn const_name(bytes: &[u8]) -> &str {
 }
 
 impl Connection {
-    /// Host CPU and memory summary (`virNodeGetInfo`).
+    /// Host CPU and memory summary.
+    ///
+    /// Calls `virNodeGetInfo` into a struct of ours; fails on `-1`. Nothing
+    /// to free.
     pub fn node_info(&self) -> Result<NodeInfo> {
         let mut info = sys::virNodeInfo::default();
         checked(
@@ -157,9 +163,13 @@ impl Connection {
         })
     }
 
-    /// CPUs present and online (`virNodeGetCPUMap`). Reads only the bytes
-    /// of libvirt's map that every driver allocates (see `copy_online_map`)
-    /// and frees it with `free()`; the map is sized `present` CPUs.
+    /// CPUs present and online.
+    ///
+    /// Calls `virNodeGetCPUMap`, which returns the number of CPUs present;
+    /// fails on `-1`. Reads only the bytes of libvirt's `malloc`'d map that
+    /// every driver allocates (see `copy_online_map` in this file) and frees
+    /// it with `free()`. A map whose CPUs differ from libvirt's online count
+    /// is a local error.
     pub fn node_cpu_map(&self) -> Result<NodeCpuMap> {
         let mut raw: *mut u8 = std::ptr::null_mut();
         let mut online: c_uint = 0;
@@ -252,8 +262,11 @@ impl Connection {
             .collect())
     }
 
-    /// Cumulative CPU times of host CPU `cpu`, or of all CPUs with `None`
-    /// (`virNodeGetCPUStats`).
+    /// Cumulative CPU times of host CPU `cpu`, or of all CPUs with `None`.
+    ///
+    /// Calls `virNodeGetCPUStats` twice the first time on a connection
+    /// (count, then values into our buffer of that many), once after that;
+    /// fails on `-1`. Nothing to free.
     pub fn node_cpu_stats(&self, cpu: Option<u32>) -> Result<NodeCpuStats> {
         const CALL: &str = "virNodeGetCPUStats";
         let num = match cpu {
@@ -287,7 +300,12 @@ impl Connection {
         Ok(s)
     }
 
-    /// Host memory, all NUMA cells (`virNodeGetMemoryStats`), KiB.
+    /// Host memory, all NUMA cells, KiB.
+    ///
+    /// Calls `virNodeGetMemoryStats` like [`Connection::node_cpu_stats`]
+    /// (count once per connection, then values into our buffer); fails on
+    /// `-1` (drivers without it answer `VIR_ERR_NO_SUPPORT`). Nothing to
+    /// free.
     pub fn node_memory_stats(&self) -> Result<NodeMemoryStats> {
         let params = self.node_params(
             "virNodeGetMemoryStats",
@@ -315,8 +333,11 @@ impl Connection {
         Ok(s)
     }
 
-    /// Free memory in **bytes** from NUMA data (`virNodeGetFreeMemory`; 0 is
-    /// its error value). Shown by `status` for comparison only.
+    /// Free memory in **bytes** from NUMA data; shown by `status` for
+    /// comparison only.
+    ///
+    /// Calls `virNodeGetFreeMemory`; fails on `0` (which a driver without
+    /// NUMA cells also returns). Nothing to free.
     pub fn node_free_memory(&self) -> Result<u64> {
         checked(
             "virNodeGetFreeMemory",
