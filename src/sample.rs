@@ -462,7 +462,7 @@ mod tests {
                 "this function is not supported by the connection driver: virConnectGetAllDomainStats",
             ),
             // A daemon older than the procedure.
-            err(sys::VIR_ERR_NO_SUPPORT, sys::VIR_FROM_RPC, "unknown procedure: 344"),
+            err(sys::VIR_ERR_RPC, sys::VIR_FROM_RPC, "unknown procedure: 344"),
             // A stats group or flag the driver lacks.
             err(sys::VIR_ERR_ARGUMENT_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),
             err(sys::VIR_ERR_OPERATION_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),

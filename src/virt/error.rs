@@ -19,19 +19,33 @@
 //!   - any later call on that client: `virNetClientSendInternal` reports
 //!     `VIR_ERR_INTERNAL_ERROR` "client socket is closed"; a hangup seen in
 //!     `virNetClientIOEventLoop` is `VIR_ERR_INTERNAL_ERROR` "received
-//!     hangup event on socket";
-//!   - malformed or oversized packets are `VIR_ERR_RPC`, after which the
-//!     client marks itself closed (`virNetClientMarkClose`).
+//!     hangup event on socket".
 //!
-//!   So `VIR_ERR_SYSTEM_ERROR`, `VIR_ERR_INTERNAL_ERROR` and `VIR_ERR_RPC`
-//!   count as lost **only with origin `VIR_FROM_RPC`**. The same
-//!   `VIR_ERR_SYSTEM_ERROR` from the host side of a live connection (e.g.
-//!   `virProcessSetAffinity`'s "cannot set CPU affinity", origin
-//!   `VIR_FROM_NONE`, or a cgroup write, `VIR_FROM_CGROUP`) is a refused
-//!   action, not a lost connection. `VIR_ERR_INVALID_CONN` (a connection
-//!   object libvirt no longer accepts) and `VIR_ERR_NO_CONNECT` are lost
-//!   whatever their origin. `src/remote/remote_driver.c`'s own errors
-//!   (origin `VIR_FROM_REMOTE`) are about a reply's content, not the link.
+//!   So `VIR_ERR_SYSTEM_ERROR` and `VIR_ERR_INTERNAL_ERROR` count as lost
+//!   **only with origin `VIR_FROM_RPC`**. The same `VIR_ERR_SYSTEM_ERROR`
+//!   from the host side of a live connection (e.g. `virProcessSetAffinity`'s
+//!   "cannot set CPU affinity", origin `VIR_FROM_NONE`, or a cgroup write,
+//!   `VIR_FROM_CGROUP`) is a refused action, not a lost connection.
+//!   `VIR_ERR_INVALID_CONN` (a connection object libvirt no longer accepts)
+//!   and `VIR_ERR_NO_CONNECT` are lost whatever their origin.
+//!   `src/remote/remote_driver.c`'s own errors (origin `VIR_FROM_REMOTE`)
+//!   are about a reply's content, not the link.
+//!
+//!   Code and origin cannot tell everything apart here: the daemon's
+//!   dispatcher (`src/remote/remote_daemon_dispatch.c`) also uses
+//!   `VIR_FROM_RPC`, and sends some refusals back over a live connection as
+//!   `VIR_ERR_INTERNAL_ERROR` (e.g. `virDomainGetVcpus` asking for more than
+//!   `REMOTE_CPUMAPS_MAX` bytes of maps). Those classify as lost too;
+//!   [`Connection::confirms_lost`](super::Connection::confirms_lost) adds
+//!   `virConnectIsAlive`'s view (the client marks itself closed on every
+//!   link failure above), for callers that reconnect on a lost connection.
+//! - **Protocol refusals.** `VIR_ERR_RPC` from `VIR_FROM_RPC` is what an
+//!   older daemon answers for a procedure it lacks
+//!   (`virNetServerProgramDispatch`: "unknown procedure"), on a connection
+//!   that stays up: [`ErrorKind::Unsupported`]. The client raises the same
+//!   code for a malformed packet, and then marks itself closed
+//!   (`virNetClientMarkClose`), so the next call or `virConnectIsAlive`
+//!   reports the loss.
 //! - **No domain.** `VIR_ERR_NO_DOMAIN` from any origin (the domain was
 //!   undefined, e.g. a transient guest destroyed). "Domain is not running"
 //!   is `VIR_ERR_OPERATION_INVALID` raised by `virDomainObjCheckActive` and,
@@ -46,10 +60,10 @@
 //!   therefore [`ErrorKind::Other`]: logged once by the caller, never
 //!   mistaken for something routine.
 //! - **Unsupported.** `VIR_ERR_NO_SUPPORT` (a driver without the call, e.g.
-//!   libvirt 7.0's test driver and `virConnectGetAllDomainStats`; an older
-//!   daemon without the procedure answers with it from `VIR_FROM_RPC`,
-//!   `virnetserverprogram.c` "unknown procedure"), `VIR_ERR_OPERATION_UNSUPPORTED`
-//!   and `VIR_ERR_ARGUMENT_UNSUPPORTED` (a flag or stats group it lacks).
+//!   libvirt 7.0's test driver and `virConnectGetAllDomainStats`, reported
+//!   by `virReportUnsupportedError`), `VIR_ERR_OPERATION_UNSUPPORTED` and
+//!   `VIR_ERR_ARGUMENT_UNSUPPORTED` (a flag or stats group it lacks), and
+//!   the protocol refusal above.
 //! - **Denied.** `VIR_ERR_OPERATION_DENIED` (read-only connection) and
 //!   `VIR_ERR_ACCESS_DENIED` (an ACL, origin `VIR_FROM_ACCESS`).
 
@@ -110,12 +124,12 @@ fn classify(code: i32, origin: i32) -> ErrorKind {
     if is(sys::VIR_ERR_INVALID_CONN) || is(sys::VIR_ERR_NO_CONNECT) {
         return ErrorKind::ConnectionLost;
     }
-    if from(sys::VIR_FROM_RPC)
-        && (is(sys::VIR_ERR_SYSTEM_ERROR)
-            || is(sys::VIR_ERR_INTERNAL_ERROR)
-            || is(sys::VIR_ERR_RPC))
+    if from(sys::VIR_FROM_RPC) && (is(sys::VIR_ERR_SYSTEM_ERROR) || is(sys::VIR_ERR_INTERNAL_ERROR))
     {
         return ErrorKind::ConnectionLost;
+    }
+    if from(sys::VIR_FROM_RPC) && is(sys::VIR_ERR_RPC) {
+        return ErrorKind::Unsupported;
     }
     if is(sys::VIR_ERR_NO_DOMAIN)
         || (is(sys::VIR_ERR_OPERATION_INVALID) && from(sys::VIR_FROM_DOMAIN))
@@ -355,12 +369,14 @@ mod tests {
     #[test]
     fn a_daemon_lacking_a_procedure_is_unsupported_not_lost() {
         // virnetserverprogram.c answers an unknown procedure with
-        // VIR_ERR_NO_SUPPORT from VIR_FROM_RPC, on a connection that stays up.
+        // VIR_ERR_RPC from VIR_FROM_RPC, on a connection that stays up.
         let e = err(
-            sys::VIR_ERR_NO_SUPPORT,
+            sys::VIR_ERR_RPC,
             sys::VIR_FROM_RPC,
             "unknown procedure: 344",
         );
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let e = err(sys::VIR_ERR_NO_SUPPORT, sys::VIR_FROM_RPC, "x");
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         let e = err(
             sys::VIR_ERR_NO_SUPPORT,
