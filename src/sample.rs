@@ -188,6 +188,8 @@ pub fn read_domains_by<'c>(
             if want.memory {
                 groups |= stats::BALLOON;
             }
+            // Start the clock first, so the call's return is never before it.
+            clock_start();
             let (records, returned) = conn.all_domain_stats_at(groups)?;
             let read_ns = monotonic_ns_at(returned);
             for rec in records {
