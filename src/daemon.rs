@@ -375,12 +375,11 @@ impl State {
     ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
         let skip = |name: &str| excluded(&self.opts.exclude, name);
         let (doms, skipped) = sample::read_domains(conn, host_cpus, want, &skip)?;
-        let path = sample::read_path(conn);
-        if path.is_some() && path != self.read_path.replace(path) {
-            if let Some(p) = path {
+        if let Some(path) = sample::read_path(conn) {
+            if self.read_path.replace(Some(path)) != Some(path) {
                 self.opts
                     .log
-                    .line("daemon", &format!("domains read by {p}"));
+                    .line("daemon", &format!("domains read by {path}"));
             }
         }
         for s in skipped {

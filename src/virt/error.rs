@@ -41,7 +41,7 @@
 //!   link failure above), for callers that reconnect on a lost connection.
 //! - **Protocol refusals.** `VIR_ERR_RPC` from `VIR_FROM_RPC` is what an
 //!   older daemon answers for a procedure it lacks
-//!   (`virNetServerProgramDispatch`: "unknown procedure"), on a connection
+//!   (`src/rpc/virnetserverprogram.c`: "unknown procedure"), on a connection
 //!   that stays up: [`ErrorKind::Unsupported`]. The client raises the same
 //!   code for a malformed packet, and then marks itself closed
 //!   (`virNetClientMarkClose`), so the next call or `virConnectIsAlive`
