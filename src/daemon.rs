@@ -15,7 +15,7 @@ use crate::policy::memory::{Coordinator, DomainMem, HostMem, MemConfig, SetMemor
 use crate::policy::vcpu::{Scheduler, VcpuConfig};
 use crate::sample::{self, monotonic_ns, Want};
 use crate::signals;
-use crate::virt::{self, Connection, CpuMap, Error};
+use crate::virt::{self, Connection, CpuMap, Error, ErrorKind};
 
 /// What the daemon runs.
 pub struct Options {
@@ -61,7 +61,7 @@ enum TickError {
 
 impl From<Error> for TickError {
     fn from(e: Error) -> Self {
-        if e.is_connection_lost() {
+        if e.kind() == ErrorKind::ConnectionLost {
             TickError::Lost(e)
         } else {
             TickError::Other(e)
@@ -85,6 +85,9 @@ struct State {
     /// When the vCPU loop last sampled (its usage is measured since then).
     last_vcpu_sample: Option<Instant>,
     mem_ticks: u64,
+    /// The domain read path last announced in the log (said once, and
+    /// again only if a new connection reads another way).
+    read_path: std::cell::Cell<Option<sample::ReadPath>>,
 }
 
 fn excluded(patterns: &[String], name: &str) -> bool {
@@ -112,6 +115,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         vcpu_ticks: 0,
         last_vcpu_sample: None,
         mem_ticks: 0,
+        read_path: std::cell::Cell::new(None),
         opts,
     };
     if let Some(server) = st.opts.metrics.take() {
@@ -358,10 +362,10 @@ impl State {
         }
     }
 
-    /// Reads the running domains for loop `lp`: domains that vanished
-    /// between two calls are dropped quietly, other per-domain failures are
-    /// logged and skipped, a lost connection ends the interval, and excluded
-    /// domains are left out.
+    /// Reads the running domains for loop `lp`: excluded domains are left
+    /// out before any per-domain call, domains that vanished between two
+    /// calls are dropped quietly, other per-domain failures are logged and
+    /// skipped, and a lost connection ends the interval.
     fn read<'c>(
         &self,
         lp: &str,
@@ -369,21 +373,26 @@ impl State {
         host_cpus: u32,
         want: Want,
     ) -> Result<Vec<sample::DomainRead<'c>>, TickError> {
-        let (doms, skipped) = sample::read_domains(conn, host_cpus, want)?;
+        let skip = |name: &str| excluded(&self.opts.exclude, name);
+        let (doms, skipped) = sample::read_domains(conn, host_cpus, want, &skip)?;
+        if let Some(path) = sample::read_path(conn) {
+            if self.read_path.replace(Some(path)) != Some(path) {
+                self.opts
+                    .log
+                    .line("daemon", &format!("domains read by {path}"));
+            }
+        }
         for s in skipped {
-            if s.error.is_connection_lost() {
+            if s.error.kind() == ErrorKind::ConnectionLost {
                 return Err(TickError::Lost(s.error));
             }
-            if !s.error.is_no_domain() {
+            if s.error.kind() != ErrorKind::NoDomain {
                 self.opts
                     .log
                     .warn(lp, &format!("skipped {}: {}", s.name, s.error));
             }
         }
-        Ok(doms
-            .into_iter()
-            .filter(|d| !excluded(&self.opts.exclude, d.domain.name()))
-            .collect())
+        Ok(doms)
     }
 
     /// Forgets the vCPU usage history: the next interval only places
@@ -478,8 +487,8 @@ impl State {
                         self.opts.log.event("vcpu", event, &format!("{verb} {pin}"));
                     }
                 }
-                Err(e) if e.is_no_domain() => {}
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) if e.kind() == ErrorKind::NoDomain => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionLost => return Err(TickError::Lost(e)),
                 Err(e) => {
                     self.metrics.pin_failures_total += 1;
                     self.opts.log.warn("vcpu", &format!("{pin}: {e}"));
@@ -540,7 +549,7 @@ impl State {
                 Ok(()) => {
                     self.stats_period_set.insert(d.domain.uuid().to_string());
                 }
-                Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
+                Err(e) if e.kind() == ErrorKind::ConnectionLost => return Err(TickError::Lost(e)),
                 Err(e) => {
                     self.stats_period_set.insert(d.domain.uuid().to_string());
                     self.warn_once(
@@ -680,9 +689,9 @@ impl State {
                 }
                 Ok(true)
             }
-            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) if e.kind() == ErrorKind::ConnectionLost => Err(e),
             Err(e) => {
-                if !e.is_no_domain() {
+                if e.kind() != ErrorKind::NoDomain {
                     self.opts.log.warn("memory", &format!("{}: {e}", a.name));
                 }
                 Ok(false)

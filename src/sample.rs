@@ -1,12 +1,26 @@
 //! The thin layer between libvirt and the policies: reads everything one
 //! interval needs in as few round trips as the driver allows.
 //!
-//! Per interval: one `virConnectGetAllDomainStats` (state, and the vCPU and
-//! balloon groups when asked) gives every active domain with its figures;
-//! affinity and the current pCPU are not in bulk stats, so the vCPU reader
-//! adds one `virDomainGetVcpus` per running domain. Drivers that leave a
-//! group out of bulk stats (libvirt's test driver) are read per domain
-//! instead (`virDomainGetInfo`, `virDomainMemoryStats`).
+//! Two ways to read the running domains ([`ReadPath`]), chosen once per
+//! connection:
+//! - **Bulk** (the default): one `virConnectGetAllDomainStats` (state, and
+//!   the vCPU and balloon groups when asked) gives every active domain with
+//!   its figures, vCPU times (`vcpu.<n>.time`) with one timestamp taken
+//!   when the call returns; affinity and the current pCPU are not in bulk
+//!   stats, so the vCPU reader adds one `virDomainGetVcpus` per running
+//!   domain, used only for those two. A
+//!   group the driver leaves out of the records (libvirt 9.0's test driver
+//!   fills only `state.*`) is read per domain instead (`virDomainGetInfo`,
+//!   `virDomainMemoryStats`, `virDomainGetMaxMemory`).
+//! - **Per domain**: when the driver or daemon does not implement
+//!   `virConnectGetAllDomainStats` at all (libvirt 7.0's test driver, a
+//!   daemon older than 1.2.8), `virConnectListAllDomains` (active) and then
+//!   `virDomainGetInfo`, `virDomainGetVcpus`, `virDomainMemoryStats` per
+//!   domain, each domain's vCPU times stamped when its `virDomainGetVcpus`
+//!   returns. The switch happens on an [`ErrorKind::Unsupported`] answer
+//!   only, is remembered for the life of the connection, and
+//!   [`read_path`] tells the caller which path is in use so it can say so
+//!   once.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -14,14 +28,25 @@ use std::time::Instant;
 use crate::policy::memory::DomainMem;
 use crate::policy::vcpu::{Snapshot, VcpuSample};
 use crate::virt::{
-    stats, Connection, Domain, Error, MemoryStats, NodeCpuMap, Result, VcpuInfo, STATE_RUNNING,
+    stats, Connection, Domain, DomainInfo, Error, ErrorKind, ListFilter, MemoryStats, NodeCpuMap,
+    Result, TypedParams, VcpuInfo, STATE_RUNNING,
 };
+
+/// The instant [`monotonic_ns`] counts from.
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
 
 /// Nanoseconds on a monotonic clock since the process's first reading.
 pub fn monotonic_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    monotonic_ns_at(Instant::now())
+}
+
+/// `at` on [`monotonic_ns`]'s clock (0 for an instant before its start).
+pub fn monotonic_ns_at(at: Instant) -> u64 {
+    let since = at.saturating_duration_since(clock_start());
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One running domain as read this interval.
@@ -35,6 +60,18 @@ pub struct DomainRead<'c> {
     pub memory: MemoryStats,
     /// Maximum memory (KiB), when memory was asked for.
     pub max_kib: Option<u64>,
+    /// When the vCPU times in `vcpus` were read, in [`monotonic_ns`]: the
+    /// return of the bulk call when they came from its `vcpu.<n>.time`
+    /// fields, else the return of this domain's `virDomainGetVcpus`.
+    /// `None` when vCPUs were not asked for (or it has none).
+    pub vcpu_times_ns: Option<u64>,
+}
+
+/// A domain's bulk record and when the bulk call returned.
+#[derive(Clone, Copy)]
+struct Record<'a> {
+    params: &'a TypedParams,
+    read_ns: u64,
 }
 
 /// A domain that could not be read this interval, and why.
@@ -55,72 +92,216 @@ pub struct Want {
     pub memory: bool,
 }
 
-/// Reads every running domain. Per-domain failures (a guest shutting down
-/// between two calls) are returned in the second list, not as an error; a
-/// failure of the bulk call (e.g. the daemon went away) is an error.
+/// How [`read_domains`] reads the running domains (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// One `virConnectGetAllDomainStats` round trip, plus per-domain calls
+    /// only for what the records lack.
+    Bulk,
+    /// `virConnectListAllDomains` and per-domain calls: the driver lacks
+    /// bulk stats.
+    PerDomain,
+}
+
+impl std::fmt::Display for ReadPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadPath::Bulk => "bulk stats (virConnectGetAllDomainStats)",
+            ReadPath::PerDomain => "per-domain calls (virConnectGetAllDomainStats not supported)",
+        })
+    }
+}
+
+/// The path [`read_domains`] uses on `conn`: `None` before its first read.
+pub fn read_path(conn: &Connection) -> Option<ReadPath> {
+    conn.bulk_stats.get().map(|bulk| {
+        if bulk {
+            ReadPath::Bulk
+        } else {
+            ReadPath::PerDomain
+        }
+    })
+}
+
+/// What a failed bulk read means for the path: an unsupported call (or
+/// stats group, flag) switches to per-domain reads; any other error
+/// (daemon gone, access denied) is the caller's to handle, and the path
+/// stays as it was.
+fn path_after_bulk_error(e: &Error) -> Option<ReadPath> {
+    (e.kind() == ErrorKind::Unsupported).then_some(ReadPath::PerDomain)
+}
+
+/// Reads every running domain, by the path this connection uses (bulk
+/// first; per domain once the driver said bulk stats are unsupported).
+/// Domains for which `skip(name)` is true (excluded ones) are dropped
+/// right after the bulk record or the list, before any per-domain call.
+/// Per-domain failures (a guest shutting down between two calls) are
+/// returned in the second list, not as an error; a failure of the bulk or
+/// list call (e.g. the daemon went away) is an error.
 pub fn read_domains<'c>(
     conn: &'c Connection,
     host_cpus: u32,
     want: Want,
+    skip: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
-    let mut groups = stats::STATE;
-    if want.vcpus {
-        groups |= stats::VCPU;
+    if read_path(conn) == Some(ReadPath::PerDomain) {
+        return read_domains_by(ReadPath::PerDomain, conn, host_cpus, want, skip);
     }
-    if want.memory {
-        groups |= stats::BALLOON;
-    }
-    let records = conn.all_domain_stats(groups)?;
-    let mut out = Vec::with_capacity(records.len());
-    let mut skipped = Vec::new();
-    for rec in records {
-        let state = rec.params.get_i64("state.state");
-        if state.is_some_and(|s| s != i64::from(STATE_RUNNING)) {
-            continue;
+    match read_domains_by(ReadPath::Bulk, conn, host_cpus, want, skip) {
+        Ok(read) => {
+            conn.bulk_stats.set(Some(true));
+            Ok(read)
         }
-        let name = rec.domain.name().to_string();
-        match read_one(rec.domain, &rec.params, host_cpus, want) {
-            Ok(Some(d)) => out.push(d),
-            Ok(None) => {}
-            Err(error) => skipped.push(Skipped { name, error }),
+        Err(e) => match path_after_bulk_error(&e) {
+            Some(path) => {
+                conn.bulk_stats.set(Some(false));
+                read_domains_by(path, conn, host_cpus, want, skip)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// [`read_domains`] by the given path, whatever the connection's choice
+/// (tests compare the two paths with it). The connection's remembered
+/// path is not changed.
+pub fn read_domains_by<'c>(
+    path: ReadPath,
+    conn: &'c Connection,
+    host_cpus: u32,
+    want: Want,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<DomainRead<'c>>, Vec<Skipped>)> {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keep = |name: String, r: Result<Option<DomainRead<'c>>>| match r {
+        Ok(Some(d)) => out.push(d),
+        Ok(None) => {}
+        Err(error) => skipped.push(Skipped { name, error }),
+    };
+    match path {
+        ReadPath::Bulk => {
+            let mut groups = stats::STATE;
+            if want.vcpus {
+                groups |= stats::VCPU;
+            }
+            if want.memory {
+                groups |= stats::BALLOON;
+            }
+            // Start the clock first, so the call's return is never before it.
+            clock_start();
+            let (records, returned) = conn.all_domain_stats_at(groups)?;
+            let read_ns = monotonic_ns_at(returned);
+            for rec in records {
+                if skip(rec.domain.name()) {
+                    continue;
+                }
+                let state = rec.params.get_i64("state.state");
+                if state.is_some_and(|s| s != i64::from(STATE_RUNNING)) {
+                    continue;
+                }
+                let name = rec.domain.name().to_string();
+                let record = Record {
+                    params: &rec.params,
+                    read_ns,
+                };
+                keep(name, read_one(rec.domain, Some(record), host_cpus, want));
+            }
+        }
+        ReadPath::PerDomain => {
+            for domain in conn.list_all_domains(ListFilter::Active)? {
+                if skip(domain.name()) {
+                    continue;
+                }
+                let name = domain.name().to_string();
+                keep(name, read_one(domain, None, host_cpus, want));
+            }
         }
     }
     out.sort_by(|a, b| a.domain.name().cmp(b.domain.name()));
     Ok((out, skipped))
 }
 
+/// `virDomainGetInfo`, read once into `cache`.
+fn info_of(domain: &Domain<'_>, cache: &mut Option<DomainInfo>) -> Result<DomainInfo> {
+    match *cache {
+        Some(i) => Ok(i),
+        None => {
+            let i = domain.info()?;
+            *cache = Some(i);
+            Ok(i)
+        }
+    }
+}
+
+/// Takes every vCPU's cumulative time from the bulk record's
+/// `vcpu.<number>.time` (ns) when the record has it for all of them;
+/// returns whether it did (otherwise `vcpus` keep `virDomainGetVcpus`'s).
+fn take_bulk_vcpu_times(params: &TypedParams, vcpus: &mut [VcpuInfo]) -> bool {
+    let times: Option<Vec<u64>> = vcpus
+        .iter()
+        .map(|v| params.get_u64(&format!("vcpu.{}.time", v.number)))
+        .collect();
+    match times {
+        Some(times) if !vcpus.is_empty() => {
+            for (v, t) in vcpus.iter_mut().zip(times) {
+                v.cpu_time_ns = t;
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads one domain: from its bulk record where it has the figures, by
+/// per-domain calls where it does not (or with no record). vCPU times come
+/// from the record's `vcpu.<n>.time` when present; `virDomainGetVcpus` is
+/// then only read for affinity and the current pCPU. `Ok(None)` for a
+/// domain that turned out not to be running.
 fn read_one<'c>(
     domain: Domain<'c>,
-    params: &crate::virt::TypedParams,
+    record: Option<Record<'_>>,
     host_cpus: u32,
     want: Want,
 ) -> Result<Option<DomainRead<'c>>> {
-    let mut info = None;
+    let params = record.map(|r| r.params);
+    let get = |name: &str| params.and_then(|p| p.get_u64(name));
+    // virDomainGetInfo at most once, and only when a figure is missing.
+    let mut info: Option<DomainInfo> = None;
+    if params.is_none() && info_of(&domain, &mut info)?.state != STATE_RUNNING {
+        return Ok(None);
+    }
     let mut vcpus = Vec::new();
+    let mut vcpu_times_ns = None;
     if want.vcpus {
-        let n = match params.get_u64("vcpu.current") {
-            Some(n) => n as u32,
+        let n = match get("vcpu.current") {
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
             None => {
-                let i = domain.info()?;
+                let i = info_of(&domain, &mut info)?;
                 if i.state != STATE_RUNNING {
                     return Ok(None);
                 }
-                info = Some(i);
                 i.nr_virt_cpu
             }
         };
         if n > 0 {
             vcpus = domain.vcpus(n, host_cpus)?;
+            let own_ns = monotonic_ns();
+            vcpu_times_ns = Some(match record {
+                Some(r) if take_bulk_vcpu_times(r.params, &mut vcpus) => r.read_ns,
+                _ => own_ns,
+            });
         }
     }
     let mut memory = MemoryStats::default();
     let mut max_kib = None;
     if want.memory {
-        if params.get_u64("balloon.current").is_some() {
-            memory = MemoryStats::from_bulk(params);
-            max_kib = memory.maximum;
-        } else {
-            memory = domain.memory_stats()?;
+        match params {
+            Some(p) if p.get_u64("balloon.current").is_some() => {
+                memory = MemoryStats::from_bulk(p);
+                max_kib = memory.maximum;
+            }
+            _ => memory = domain.memory_stats()?,
         }
         if max_kib.is_none() {
             max_kib = Some(match info {
@@ -129,11 +310,7 @@ fn read_one<'c>(
             });
         }
         if memory.actual.is_none() {
-            let i = match info {
-                Some(i) => i,
-                None => domain.info()?,
-            };
-            memory.actual = Some(i.memory_kib);
+            memory.actual = Some(info_of(&domain, &mut info)?.memory_kib);
         }
     }
     Ok(Some(DomainRead {
@@ -141,6 +318,7 @@ fn read_one<'c>(
         vcpus,
         memory,
         max_kib,
+        vcpu_times_ns,
     }))
 }
 
@@ -166,7 +344,7 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
                 });
             }
         }
-        Err(e) if e.is_unsupported() => {}
+        Err(e) if e.kind() == ErrorKind::Unsupported => {}
         Err(e) => return Err(e),
     }
     let bytes = conn.node_free_memory()?;
@@ -183,6 +361,13 @@ pub fn read_host_cpus(conn: &Connection) -> Result<NodeCpuMap> {
 
 /// The vCPU policy's input: every vCPU of `doms` with its cumulative time,
 /// affinity and current pCPU, keyed by domain UUID.
+///
+/// Its timestamp is when the times were read ([`DomainRead::vcpu_times_ns`]):
+/// on the bulk path that is the one instant the bulk call returned, so the
+/// `virDomainGetVcpus` round trips that follow it add no error to usage.
+/// When times came from `virDomainGetVcpus` (per-domain path, or a driver
+/// without `vcpu.<n>.time`), it is the latest of those reads, i.e. after
+/// the last round trip; with no vCPU at all, now.
 pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
     let vcpus = doms
         .iter()
@@ -197,8 +382,13 @@ pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
             })
         })
         .collect();
+    let monotonic_ns = doms
+        .iter()
+        .filter_map(|d| d.vcpu_times_ns)
+        .max()
+        .unwrap_or_else(monotonic_ns);
     Snapshot {
-        monotonic_ns: monotonic_ns(),
+        monotonic_ns,
         pcpus,
         vcpus,
     }
@@ -217,5 +407,92 @@ pub fn domain_mem(d: &DomainRead<'_>) -> DomainMem {
         usable_kib: d.memory.usable,
         last_update: d.memory.last_update,
         rss_kib: d.memory.rss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virt::{CpuMap, ParamValue};
+    use libvirt_sys as sys;
+
+    fn vcpu(number: u32, cpu_time_ns: u64) -> VcpuInfo {
+        VcpuInfo {
+            number,
+            state: 1,
+            cpu_time_ns,
+            cpu: Some(0),
+            affinity: CpuMap::new(4),
+        }
+    }
+
+    #[test]
+    fn vcpu_times_come_from_the_bulk_record_when_it_has_all_of_them() {
+        let params = TypedParams::from_pairs(vec![
+            ("vcpu.current".into(), ParamValue::UInt(2)),
+            ("vcpu.0.time".into(), ParamValue::ULLong(7_000)),
+            ("vcpu.1.time".into(), ParamValue::ULLong(9_000)),
+        ]);
+        let mut vcpus = vec![vcpu(0, 1), vcpu(1, 2)];
+        assert!(take_bulk_vcpu_times(&params, &mut vcpus));
+        assert_eq!(vcpus[0].cpu_time_ns, 7_000);
+        assert_eq!(vcpus[1].cpu_time_ns, 9_000);
+        assert_eq!(vcpus[1].cpu, Some(0), "placement stays virDomainGetVcpus's");
+        // One vCPU missing from the record: all keep their own times, so a
+        // domain's vCPUs never mix two instants.
+        let mut vcpus = vec![vcpu(0, 1), vcpu(1, 2), vcpu(2, 3)];
+        assert!(!take_bulk_vcpu_times(&params, &mut vcpus));
+        assert_eq!(
+            vcpus.iter().map(|v| v.cpu_time_ns).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let empty = TypedParams::from_pairs(vec![]);
+        assert!(!take_bulk_vcpu_times(&empty, &mut [vcpu(0, 5)]));
+    }
+
+    fn err(code: u32, origin: u32, message: &str) -> Error {
+        Error::from_libvirt("virConnectGetAllDomainStats", code, origin, message)
+    }
+
+    #[test]
+    fn only_an_unsupported_bulk_read_switches_to_per_domain_reads() {
+        let unsupported = [
+            // libvirt 7.0's test driver: virReportUnsupportedError.
+            err(
+                sys::VIR_ERR_NO_SUPPORT,
+                sys::VIR_FROM_DOMAIN,
+                "this function is not supported by the connection driver: virConnectGetAllDomainStats",
+            ),
+            // A daemon older than the procedure.
+            err(sys::VIR_ERR_RPC, sys::VIR_FROM_RPC, "unknown procedure: 344"),
+            // A stats group or flag the driver lacks.
+            err(sys::VIR_ERR_ARGUMENT_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),
+            err(sys::VIR_ERR_OPERATION_UNSUPPORTED, sys::VIR_FROM_QEMU, "x"),
+        ];
+        for e in &unsupported {
+            assert_eq!(path_after_bulk_error(e), Some(ReadPath::PerDomain), "{e}");
+        }
+        let others = [
+            err(
+                sys::VIR_ERR_SYSTEM_ERROR,
+                sys::VIR_FROM_RPC,
+                "End of file while reading data",
+            ),
+            err(
+                sys::VIR_ERR_INTERNAL_ERROR,
+                sys::VIR_FROM_RPC,
+                "client socket is closed",
+            ),
+            err(sys::VIR_ERR_ACCESS_DENIED, sys::VIR_FROM_ACCESS, "denied"),
+            err(
+                sys::VIR_ERR_INTERNAL_ERROR,
+                sys::VIR_FROM_QEMU,
+                "not supported",
+            ),
+            Error::local("virConnectGetAllDomainStats", None, "not supported"),
+        ];
+        for e in &others {
+            assert_eq!(path_after_bulk_error(e), None, "{e}");
+        }
     }
 }

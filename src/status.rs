@@ -58,6 +58,8 @@ pub struct Report {
     pub host: String,
     /// Defined domains that are not running.
     pub inactive: Vec<String>,
+    /// How the domains were read (bulk stats or per-domain calls).
+    pub read_path: Option<sample::ReadPath>,
 }
 
 fn cpu_times(conn: &Connection, cpus: &[u32]) -> Vec<Option<NodeCpuStats>> {
@@ -97,7 +99,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
     };
     let cpu0 = cpu_times(conn, &online);
     let t0 = monotonic_ns();
-    let (first, _) = sample::read_domains(conn, host.present, want)?;
+    let (first, _) = sample::read_domains(conn, host.present, want, &|_| false)?;
     let before: BTreeMap<(String, u32), u64> = first
         .iter()
         .flat_map(|d| {
@@ -116,6 +118,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
             vcpus: true,
             memory: false,
         },
+        &|_| false,
     )?;
     let wall = t1.saturating_sub(t0).max(1) as f64;
 
@@ -181,6 +184,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
         uri,
         host: host_line,
         inactive,
+        read_path: sample::read_path(conn),
         window_s: wall / 1e9,
         pcpus,
         host_free,
@@ -220,6 +224,9 @@ impl std::fmt::Display for Report {
             self.uri, self.window_s
         )?;
         writeln!(out, "host: {}", self.host)?;
+        if let Some(path) = self.read_path {
+            writeln!(out, "domains read by {path}")?;
+        }
         match self.host_free {
             Some((kib, src)) => writeln!(out, "host free memory: {} MiB ({src})", kib / 1024)?,
             None => writeln!(out, "host free memory: unknown")?,
@@ -337,10 +344,12 @@ mod tests {
             skipped: vec![],
             host: "2 pCPUs".into(),
             inactive: vec!["off".into()],
+            read_path: Some(sample::ReadPath::PerDomain),
         };
         let s = r.to_string();
         assert!(s.contains("host free memory: unknown"));
         assert!(s.contains("not running: off"));
+        assert!(s.contains("domains read by per-domain calls"), "{s}");
         assert!(s.contains("std-dev: 12.5"), "{s}");
         let row = s.lines().find(|l| l.starts_with("d ")).expect("row");
         assert!(row.contains("0-1"), "{row}");

@@ -7,10 +7,19 @@
 //! Nothing here is safe to call without reading libvirt's documentation for
 //! the function; the safe layer lives in the `kvmsched` crate.
 
-#![allow(non_upper_case_globals)]
-#![allow(non_camel_case_types)]
-#![allow(non_snake_case)]
-#![allow(clippy::all)]
-#![allow(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
-include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+/// bindgen's output: libvirt's own names and layouts, documented in
+/// libvirt's API reference (<https://libvirt.org/html/index.html>), plus
+/// the `kvmsched_shim_*` functions declared in `shim/shim.h`.
+#[allow(non_upper_case_globals)]
+#[allow(non_camel_case_types)]
+#[allow(non_snake_case)]
+#[allow(missing_docs)]
+#[allow(clippy::all)]
+#[allow(clippy::undocumented_unsafe_blocks)]
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
+
+pub use bindings::*;

@@ -242,7 +242,10 @@ pub(crate) fn checked<R: Check>(
         }
         let outcome = match &result {
             Ok(r) => r.show(),
-            Err(e) => format!("error {}: {}", e.code, e.message),
+            Err(e) => match e.code() {
+                Some(code) => format!("error {code}: {}", e.message()),
+                None => format!("error: {}", e.message()),
+            },
         };
         let line = format!(
             "trace: {call}({}) = {outcome} ({micros} us)",

@@ -1,4 +1,9 @@
 //! `virConnectPtr`: a connection to a hypervisor driver.
+//!
+//! Every method names the C function it calls, what it frees, and the value
+//! that function returns on failure (its sentinel, checked by
+//! [`call::checked`](super::call)); on failure libvirt's error is copied
+//! into an [`Error`] on the same thread right away.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_uint;
@@ -11,9 +16,23 @@ use super::domain::Domain;
 use super::error::{Error, Result};
 use super::typed_params::TypedParams;
 
-/// An open connection to libvirt (`virConnectPtr`). Closed on drop.
+/// An open connection to libvirt (`virConnectPtr`).
 ///
-/// Domains borrowed from it ([`Domain<'conn>`]) cannot outlive it.
+/// Owns one reference, released with `virConnectClose` on drop (a failure
+/// there is counted, never a panic). Domains borrowed from it
+/// ([`Domain<'conn>`]) cannot outlive it.
+///
+/// ```
+/// use kvmsched::virt::Connection;
+///
+/// # fn main() -> kvmsched::virt::Result<()> {
+/// // libvirt's built-in test driver: one running domain named "test".
+/// let conn = Connection::open("test:///default")?;
+/// assert!(conn.is_alive()?);
+/// assert_eq!(conn.canonical_uri()?, "test:///default");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     ptr: NonNull<sys::virConnect>,
@@ -24,6 +43,10 @@ pub struct Connection {
     /// later reads are one round trip.
     pub(crate) node_cpu_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
     pub(crate) node_mem_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
+    /// Whether the driver answers virConnectGetAllDomainStats: `None`
+    /// until the first try, then remembered for the life of the connection
+    /// (a reconnect asks again). Read and set by `sample::read_domains`.
+    pub(crate) bulk_stats: std::cell::Cell<Option<bool>>,
 }
 
 /// Which domains [`Connection::list_all_domains`] returns
@@ -59,13 +82,19 @@ pub mod stats {
 }
 
 impl Connection {
-    /// Opens `uri` read-write (`virConnectOpen`).
+    /// Opens `uri` read-write.
+    ///
+    /// Calls `virConnectOpen` (after [`init`](super::init)); fails on
+    /// `NULL`. The connection is the caller's, closed on drop. A URI with a
+    /// NUL byte is a local error, no call made.
     pub fn open(uri: &str) -> Result<Connection> {
         Self::open_with(uri, false)
     }
 
-    /// Opens `uri` read-only (`virConnectOpenReadOnly`): every call that
-    /// changes state fails with an access error.
+    /// Opens `uri` read-only: every call that changes state then fails with
+    /// [`ErrorKind::Denied`](super::ErrorKind::Denied).
+    ///
+    /// Calls `virConnectOpenReadOnly`; fails on `NULL`. Closed on drop.
     pub fn open_read_only(uri: &str) -> Result<Connection> {
         Self::open_with(uri, true)
     }
@@ -96,6 +125,7 @@ impl Connection {
             read_only,
             node_cpu_nparams: std::cell::Cell::new(None),
             node_mem_nparams: std::cell::Cell::new(None),
+            bulk_stats: std::cell::Cell::new(None),
         })
     }
 
@@ -113,8 +143,11 @@ impl Connection {
         self.read_only
     }
 
-    /// The canonical URI libvirt resolved (`virConnectGetURI`), e.g.
-    /// `qemu:///system` for an empty default.
+    /// The canonical URI libvirt resolved, e.g. `qemu:///system` for an
+    /// empty default.
+    ///
+    /// Calls `virConnectGetURI`; fails on `NULL`. The string is copied and
+    /// the caller-owned C string freed with `free()`.
     pub fn canonical_uri(&self) -> Result<String> {
         let raw = checked(
             "virConnectGetURI",
@@ -135,7 +168,10 @@ impl Connection {
         Ok(s)
     }
 
-    /// Whether the connection to the daemon is still up (`virConnectIsAlive`).
+    /// Whether the connection to the daemon is still up.
+    ///
+    /// Calls `virConnectIsAlive` (1 alive, 0 closed; a local check of the
+    /// RPC client, no round trip); fails on `-1`. Nothing to free.
     pub fn is_alive(&self) -> Result<bool> {
         let r = checked(
             "virConnectIsAlive",
@@ -150,8 +186,24 @@ impl Connection {
         Ok(r == 1)
     }
 
-    /// libvirt's version as major * 1 000 000 + minor * 1000 + release
-    /// (`virConnectGetLibVersion`).
+    /// Whether `err`, returned by a call on this connection, means the
+    /// connection is gone: its kind is
+    /// [`ErrorKind::ConnectionLost`](super::ErrorKind::ConnectionLost) and
+    /// [`Connection::is_alive`] no longer reports it open (or cannot tell).
+    ///
+    /// The confirmation matters for `VIR_ERR_INTERNAL_ERROR` from
+    /// `VIR_FROM_RPC`, which both the client raises for a closed socket and
+    /// the daemon's dispatcher sends back over a live connection (see
+    /// [`error`](super::error)). Every link failure makes the RPC client mark
+    /// itself closed, which `virConnectIsAlive` reports without a round
+    /// trip; a non-remote driver's connection is always alive.
+    pub fn confirms_lost(&self, err: &Error) -> bool {
+        err.kind() == super::ErrorKind::ConnectionLost && !self.is_alive().unwrap_or(false)
+    }
+
+    /// libvirt's version as major * 1 000 000 + minor * 1000 + release.
+    ///
+    /// Calls `virConnectGetLibVersion`; fails on `-1`. Nothing to free.
     pub fn lib_version(&self) -> Result<u64> {
         let mut ver: std::os::raw::c_ulong = 0;
         checked(
@@ -167,8 +219,29 @@ impl Connection {
         Ok(u64::from(ver))
     }
 
-    /// Lists domains (`virConnectListAllDomains`). Each returned [`Domain`]
-    /// owns its reference.
+    /// Lists domains, each with its name and UUID read.
+    ///
+    /// Calls `virConnectListAllDomains` (flags `0` or
+    /// `VIR_CONNECT_LIST_DOMAINS_ACTIVE`); fails on `-1`. libvirt returns a
+    /// `malloc`'d array of domain references: each reference moves into a
+    /// [`Domain`] (freed with `virDomainFree` on its drop) and the array
+    /// itself is freed with `free()` before return. Then per domain
+    /// `virDomainGetName` (fails on `NULL`; the string belongs to the domain
+    /// object and is copied) and `virDomainGetUUIDString` (fails on `-1`;
+    /// fills our buffer), both local lookups.
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open_read_only("test:///default")?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let names: Vec<&str> = domains.iter().map(|d| d.name()).collect();
+    /// assert_eq!(names, ["test"]);
+    /// assert_eq!(domains[0].uuid(), "6695eb01-f6a4-8304-79aa-97f2502e193f");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn list_all_domains(&self, filter: ListFilter) -> Result<Vec<Domain<'_>>> {
         let flags: c_uint = match filter {
             ListFilter::All => 0,
@@ -209,16 +282,35 @@ impl Connection {
         Ok(named)
     }
 
-    /// Bulk statistics for all active domains in one round trip
-    /// (`virConnectGetAllDomainStats`), `groups` a bitwise OR of [`stats`]
-    /// constants. Records are copied and libvirt's list freed before return.
+    /// Bulk statistics for all active domains in one round trip, `groups` a
+    /// bitwise OR of [`stats`] constants.
+    ///
+    /// Calls `virConnectGetAllDomainStats` with
+    /// `VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE | _NOWAIT`; fails on `-1`
+    /// (a driver without it answers `VIR_ERR_NO_SUPPORT`,
+    /// [`ErrorKind::Unsupported`](super::ErrorKind::Unsupported)). Each
+    /// record's parameters are copied and its domain re-referenced with
+    /// `virDomainRef` (fails on `-1`) into a [`Domain`] of its own; the
+    /// record list is then freed with `virDomainStatsRecordListFree`.
     pub fn all_domain_stats(&self, groups: u32) -> Result<Vec<DomainStats<'_>>> {
+        self.all_domain_stats_at(groups).map(|(records, _)| records)
+    }
+
+    /// [`Connection::all_domain_stats`], plus the instant the C call
+    /// returned (before the records are copied): the time the figures in
+    /// them refer to, as closely as the caller can know it. Same call,
+    /// sentinel and ownership.
+    pub fn all_domain_stats_at(
+        &self,
+        groups: u32,
+    ) -> Result<(Vec<DomainStats<'_>>, std::time::Instant)> {
         // NOWAIT: a domain whose monitor is busy (a stuck guest) is reported
         // without the figures that need the monitor instead of blocking the
         // whole call for libvirt's 30 s job timeout.
         let flags = sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
             | sys::VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT;
         let mut records: *mut sys::virDomainStatsRecordPtr = std::ptr::null_mut();
+        let mut returned = std::time::Instant::now();
         let n = checked(
             "virConnectGetAllDomainStats",
             Some(&self.uri),
@@ -226,16 +318,18 @@ impl Connection {
             || format!("stats={groups:#x}, flags={flags:#x}"),
             || {
                 // SAFETY: self.ptr is open; &mut records is a valid out-pointer.
-                unsafe {
+                let n = unsafe {
                     sys::virConnectGetAllDomainStats(self.as_ptr(), groups, &mut records, flags)
-                }
+                };
+                returned = std::time::Instant::now();
+                n
             },
         )?;
         let list = StatsList(records);
         let n = usize::try_from(n).unwrap_or(0);
         let mut out = Vec::with_capacity(n);
         if list.0.is_null() {
-            return Ok(out);
+            return Ok((out, returned));
         }
         // SAFETY: on success records points to n record pointers followed
         // by NULL; they stay valid until StatsList drops.
@@ -259,11 +353,13 @@ impl Connection {
                 params,
             });
         }
-        Ok(out)
+        Ok((out, returned))
     }
 }
 
-/// Owns the array from virConnectGetAllDomainStats until dropped.
+/// Owns the array from virConnectGetAllDomainStats until dropped, then
+/// frees it with virDomainStatsRecordListFree (records, their parameters
+/// and their domain references).
 struct StatsList(*mut sys::virDomainStatsRecordPtr);
 
 impl Drop for StatsList {
@@ -310,5 +406,33 @@ impl Drop for Connection {
         {
             super::note_drop_failure("virConnectClose");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virt::ErrorKind;
+
+    #[test]
+    fn a_lost_kind_on_a_live_connection_is_not_confirmed() {
+        let conn = Connection::open_read_only("test:///default").expect("open");
+        // The daemon's dispatcher refusing oversized vCPU maps: origin
+        // VIR_FROM_RPC like a closed socket, but the connection is up.
+        let refusal = Error::from_libvirt(
+            "virDomainGetVcpus",
+            sys::VIR_ERR_INTERNAL_ERROR,
+            sys::VIR_FROM_RPC,
+            "maxinfo * maplen > REMOTE_CPUMAPS_MAX",
+        );
+        assert_eq!(refusal.kind(), ErrorKind::ConnectionLost);
+        assert!(!conn.confirms_lost(&refusal));
+        let pin = Error::from_libvirt(
+            "virDomainPinVcpu",
+            sys::VIR_ERR_SYSTEM_ERROR,
+            sys::VIR_FROM_NONE,
+            "cannot set CPU affinity",
+        );
+        assert!(!conn.confirms_lost(&pin));
     }
 }

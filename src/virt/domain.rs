@@ -1,4 +1,8 @@
 //! `virDomainPtr`: one guest.
+//!
+//! Every method names the C function it calls, what it frees, and the value
+//! that function returns on failure; on failure libvirt's error is copied
+//! into an [`Error`] on the same thread right away.
 
 use std::ffi::CStr;
 use std::marker::PhantomData;
@@ -13,7 +17,8 @@ use super::cpumap::{maplen, CpuMap};
 use super::error::{Error, Result};
 use super::memstats::MemoryStats;
 
-/// A domain (`virDomainPtr`) holding its own reference, freed on drop. The
+/// A domain (`virDomainPtr`) holding its own reference, released with
+/// `virDomainFree` on drop (a failure there is counted, never a panic). The
 /// lifetime ties it to the [`Connection`] it came from.
 ///
 /// Its name and UUID are read once when it is obtained (both are local
@@ -71,7 +76,8 @@ impl<'conn> Domain<'conn> {
     }
 
     /// Takes a new reference on a pointer owned by someone else
-    /// (`virDomainRef`), e.g. a stats record about to be freed.
+    /// (`virDomainRef`, fails on `-1`), e.g. a stats record about to be
+    /// freed; the new reference is released on drop.
     pub(crate) fn add_ref(ptr: NonNull<sys::virDomain>) -> Result<Self> {
         let raw = ptr.as_ptr();
         checked(
@@ -88,7 +94,10 @@ impl<'conn> Domain<'conn> {
         Ok(Self::from_owned(ptr))
     }
 
-    /// Reads the name and UUID (local lookups, no round trip).
+    /// Reads the name and UUID: `virDomainGetName` (fails on `NULL`; the
+    /// string belongs to the domain object and is copied) and
+    /// `virDomainGetUUIDString` (fails on `-1`; fills our buffer of
+    /// `VIR_UUID_STRING_BUFLEN`). Local lookups, no round trip.
     pub(crate) fn load_identity(mut self) -> Result<Self> {
         let raw = self.ptr.as_ptr();
         let name_ptr = checked(
@@ -128,17 +137,21 @@ impl<'conn> Domain<'conn> {
         self.ptr.as_ptr()
     }
 
-    /// The domain's name.
+    /// The domain's name (read once by `virDomainGetName`, no call here).
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The domain's UUID, as a string (stable across restarts: the key).
+    /// Read once by `virDomainGetUUIDString`, no call here.
     pub fn uuid(&self) -> &str {
         &self.uuid
     }
 
-    /// State, memory and vCPU count (`virDomainGetInfo`).
+    /// State, memory and vCPU count.
+    ///
+    /// Calls `virDomainGetInfo` into a struct of ours; fails on `-1`.
+    /// Nothing to free.
     pub fn info(&self) -> Result<DomainInfo> {
         let mut info = sys::virDomainInfo::default();
         checked(
@@ -160,7 +173,9 @@ impl<'conn> Domain<'conn> {
         })
     }
 
-    /// Maximum memory (KiB) (`virDomainGetMaxMemory`; 0 is its error value).
+    /// Maximum memory (KiB).
+    ///
+    /// Calls `virDomainGetMaxMemory`; fails on `0`. Nothing to free.
     pub fn max_memory(&self) -> Result<u64> {
         let v = checked(
             "virDomainGetMaxMemory",
@@ -175,10 +190,31 @@ impl<'conn> Domain<'conn> {
         Ok(u64::from(v))
     }
 
-    /// Per-vCPU time, current host CPU and affinity (`virDomainGetVcpus`).
+    /// Per-vCPU time, current host CPU and affinity.
     ///
-    /// `max_vcpus` bounds how many are returned (the domain's vCPU count);
-    /// `host_cpus` sizes the affinity maps (`virNodeGetCPUMap`'s count).
+    /// Calls `virDomainGetVcpus` with buffers of ours: `max_vcpus`
+    /// `virVcpuInfo`s and `max_vcpus` maps of `VIR_CPU_MAPLEN(host_cpus)`
+    /// bytes; fails on `-1`. Nothing to free. `max_vcpus` bounds how many
+    /// are returned (the domain's vCPU count); `host_cpus` sizes the
+    /// affinity maps (`virNodeGetCPUMap`'s count). Zero for either is a
+    /// local error, no call made.
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open_read_only("test:///default")?;
+    /// let host = conn.node_cpu_map()?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let test = &domains[0];
+    /// let vcpus = test.vcpus(test.info()?.nr_virt_cpu, host.present)?;
+    /// assert_eq!(vcpus.len(), 2);
+    /// assert_eq!(vcpus[1].number, 1);
+    /// // Unpinned: every host CPU is allowed.
+    /// assert_eq!(vcpus[0].affinity.count(), host.present);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn vcpus(&self, max_vcpus: u32, host_cpus: u32) -> Result<Vec<VcpuInfo>> {
         const CALL: &str = "virDomainGetVcpus";
         if max_vcpus == 0 || host_cpus == 0 {
@@ -227,7 +263,32 @@ impl<'conn> Domain<'conn> {
             .collect())
     }
 
-    /// Pins `vcpu` to the CPUs in `map` on the live domain (`virDomainPinVcpu`).
+    /// Pins `vcpu` to the CPUs in `map` on the live domain.
+    ///
+    /// Calls `virDomainPinVcpu` with a copy of the map's bytes
+    /// (`VIR_CPU_MAPLEN(map.size())`); fails on `-1`. Nothing to free. A
+    /// refused pin on a live connection (no such vCPU, a CPU the host or
+    /// cgroup refuses) is [`ErrorKind::Other`](super::ErrorKind::Other); a
+    /// read-only connection gives [`ErrorKind::Denied`](super::ErrorKind::Denied).
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, CpuMap, ErrorKind, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open("test:///default")?;
+    /// let host = conn.node_cpu_map()?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let test = &domains[0];
+    /// let to_cpu_2 = CpuMap::from_cpus(host.present, &[2]).expect("CPU 2 exists");
+    /// test.pin_vcpu(1, &to_cpu_2)?;
+    /// assert_eq!(test.vcpus(2, host.present)?[1].affinity.cpus(), [2]);
+    /// // The domain has no vCPU 7: refused, and the connection is fine.
+    /// let err = test.pin_vcpu(7, &to_cpu_2).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Other);
+    /// assert!(conn.is_alive()?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn pin_vcpu(&self, vcpu: u32, map: &CpuMap) -> Result<()> {
         let mut bytes = map.as_bytes().to_vec();
         checked(
@@ -250,7 +311,24 @@ impl<'conn> Domain<'conn> {
         Ok(())
     }
 
-    /// The balloon driver's statistics (`virDomainMemoryStats`).
+    /// The balloon driver's statistics (KiB).
+    ///
+    /// Calls `virDomainMemoryStats` with room for
+    /// `VIR_DOMAIN_MEMORY_STAT_NR` tag/value pairs of ours; fails on `-1`,
+    /// else returns how many it filled. Nothing to free.
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open_read_only("test:///default")?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let stats = domains[0].memory_stats()?;
+    /// assert_eq!(stats.actual, Some(2_097_152), "the balloon size, KiB");
+    /// assert!(stats.unused.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn memory_stats(&self) -> Result<MemoryStats> {
         let nr = sys::VIR_DOMAIN_MEMORY_STAT_NR as usize;
         let mut stats: Vec<sys::virDomainMemoryStatStruct> = Vec::with_capacity(nr);
@@ -273,7 +351,12 @@ impl<'conn> Domain<'conn> {
     }
 
     /// Asks the guest's balloon driver to refresh its statistics every
-    /// `period_s` seconds (`virDomainSetMemoryStatsPeriod`, live).
+    /// `period_s` seconds, on the running guest only.
+    ///
+    /// Calls `virDomainSetMemoryStatsPeriod` with `VIR_DOMAIN_AFFECT_LIVE`;
+    /// fails on `-1`. Nothing to free. The setting dies with the QEMU
+    /// process: a restarted guest needs it again. A period beyond `i32` is a
+    /// local error, no call made.
     pub fn set_memory_stats_period(&self, period_s: u32) -> Result<()> {
         let period = c_int::try_from(period_s).map_err(|_| {
             Error::local(
@@ -301,8 +384,27 @@ impl<'conn> Domain<'conn> {
         Ok(())
     }
 
-    /// Sets the live balloon target to `kib` KiB (`virDomainSetMemoryFlags`
-    /// with `VIR_DOMAIN_AFFECT_LIVE`). Above the maximum is an error.
+    /// Sets the live balloon target to `kib` KiB.
+    ///
+    /// Calls `virDomainSetMemoryFlags` with `VIR_DOMAIN_AFFECT_LIVE`; fails
+    /// on `-1` (e.g. above the domain's maximum). Nothing to free. A size
+    /// beyond `unsigned long` is a local error, no call made.
+    ///
+    /// ```
+    /// use kvmsched::virt::{Connection, ListFilter};
+    ///
+    /// # fn main() -> kvmsched::virt::Result<()> {
+    /// let conn = Connection::open("test:///default")?;
+    /// let domains = conn.list_all_domains(ListFilter::Active)?;
+    /// let test = &domains[0];
+    /// test.set_memory(1_048_576)?;
+    /// assert_eq!(test.info()?.memory_kib, 1_048_576);
+    /// // Above the maximum (8 GiB here) is refused and changes nothing.
+    /// assert!(test.set_memory(16 * 1_048_576).is_err());
+    /// assert_eq!(test.info()?.memory_kib, 1_048_576);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_memory(&self, kib: u64) -> Result<()> {
         let mem = std::os::raw::c_ulong::try_from(kib).map_err(|_| {
             Error::local(

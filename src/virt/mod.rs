@@ -1,10 +1,26 @@
 //! A safe wrapper over the libvirt calls kvmsched needs.
 //!
 //! One file per libvirt object; every FFI call goes through
-//! [`call::checked`], which checks the call's own failure sentinel, copies
+//! `call::checked`, which checks the call's own failure sentinel, copies
 //! libvirt's error right away on the same thread, counts the call and writes
-//! the `--trace` line.
+//! the `--trace` line. Each public function's doc names the C function it
+//! calls, who frees what, and that function's failure sentinel; failures
+//! are [`Error`] values classified once by [`Error::kind`].
+//!
+//! ```
+//! use kvmsched::virt::{Connection, ListFilter};
+//!
+//! # fn main() -> kvmsched::virt::Result<()> {
+//! let conn = Connection::open_read_only("test:///default")?;
+//! for domain in conn.list_all_domains(ListFilter::Active)? {
+//!     let info = domain.info()?;
+//!     println!("{}: {} vCPUs, {} KiB", domain.name(), info.nr_virt_cpu, info.memory_kib);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+#![warn(missing_docs)]
 // `c_ulong` is u64 here but u32 on 32-bit targets: `u64::from` is the
 // portable widening, even where clippy sees a no-op.
 #![allow(clippy::useless_conversion)]
@@ -27,7 +43,7 @@ pub use call::{call_counts, set_trace, thread_call_count, trace_enabled, CallCou
 pub use connection::{stats, Connection, DomainStats, ListFilter};
 pub use cpumap::{format_cpu_list, CpuMap};
 pub use domain::{Domain, DomainInfo, VcpuInfo, STATE_RUNNING};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use memstats::MemoryStats;
 pub use node::{NodeCpuMap, NodeCpuStats, NodeInfo, NodeMemoryStats};
 pub use typed_params::{ParamValue, TypedParams};
@@ -41,6 +57,11 @@ unsafe extern "C" fn silent(_user: *mut std::os::raw::c_void, _err: sys::virErro
 
 /// Initialises libvirt once per process and silences its default error
 /// printing. Called by every `Connection` constructor.
+///
+/// Calls `virInitialize` (fails on `-1`, only on allocation or thread-local
+/// setup; such a failure surfaces as the connect call's own error) and
+/// `virSetErrorFunc` (void) with a handler that prints nothing, since every
+/// error is returned as a value. Nothing to free.
 pub fn init() {
     INIT.call_once(|| {
         // virInitialize can only fail on allocation or thread-local setup;

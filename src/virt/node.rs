@@ -1,4 +1,7 @@
 //! Host ("node") figures: CPUs, CPU time, memory.
+//!
+//! Every method names the C function it calls, what it frees, and the value
+//! that function returns on failure.
 
 use std::os::raw::{c_int, c_uint};
 
@@ -132,7 +135,10 @@ fn const_name(bytes: &[u8]) -> &str {
 }
 
 impl Connection {
-    /// Host CPU and memory summary (`virNodeGetInfo`).
+    /// Host CPU and memory summary.
+    ///
+    /// Calls `virNodeGetInfo` into a struct of ours; fails on `-1`. Nothing
+    /// to free.
     pub fn node_info(&self) -> Result<NodeInfo> {
         let mut info = sys::virNodeInfo::default();
         checked(
@@ -157,7 +163,13 @@ impl Connection {
         })
     }
 
-    /// CPUs present and online (`virNodeGetCPUMap`).
+    /// CPUs present and online.
+    ///
+    /// Calls `virNodeGetCPUMap`, which returns the number of CPUs present;
+    /// fails on `-1`. Reads only the bytes of libvirt's `malloc`'d map that
+    /// every driver allocates (see `copy_online_map` in this file) and frees
+    /// it with `free()`. A map whose CPUs differ from libvirt's online count
+    /// is a local error.
     pub fn node_cpu_map(&self) -> Result<NodeCpuMap> {
         let mut raw: *mut u8 = std::ptr::null_mut();
         let mut online: c_uint = 0;
@@ -176,9 +188,14 @@ impl Connection {
         let map = if raw.is_null() {
             CpuMap::new(present)
         } else {
-            // SAFETY: libvirt allocated VIR_CPU_MAPLEN(present) bytes at raw.
-            let bytes = unsafe { std::slice::from_raw_parts(raw, super::cpumap::maplen(present)) };
-            let map = CpuMap::from_bytes(present, bytes);
+            let map = copy_online_map(present, online, |i| {
+                // SAFETY: copy_online_map asks only for bytes before the one
+                // holding the last online CPU, inclusive, and below
+                // VIR_CPU_MAPLEN(present); every driver allocates at least
+                // those (see copy_online_map). raw stays valid until the
+                // free below.
+                unsafe { *raw.add(i) }
+            });
             // SAFETY: raw was malloc'd by libvirt for us and is not used again.
             unsafe { libc::free(raw.cast()) };
             map
@@ -245,8 +262,11 @@ impl Connection {
             .collect())
     }
 
-    /// Cumulative CPU times of host CPU `cpu`, or of all CPUs with `None`
-    /// (`virNodeGetCPUStats`).
+    /// Cumulative CPU times of host CPU `cpu`, or of all CPUs with `None`.
+    ///
+    /// Calls `virNodeGetCPUStats` twice the first time on a connection
+    /// (count, then values into our buffer of that many), once after that;
+    /// fails on `-1`. Nothing to free.
     pub fn node_cpu_stats(&self, cpu: Option<u32>) -> Result<NodeCpuStats> {
         const CALL: &str = "virNodeGetCPUStats";
         let num = match cpu {
@@ -280,7 +300,12 @@ impl Connection {
         Ok(s)
     }
 
-    /// Host memory, all NUMA cells (`virNodeGetMemoryStats`), KiB.
+    /// Host memory, all NUMA cells, KiB.
+    ///
+    /// Calls `virNodeGetMemoryStats` like [`Connection::node_cpu_stats`]
+    /// (count once per connection, then values into our buffer); fails on
+    /// `-1` (drivers without it answer `VIR_ERR_NO_SUPPORT`). Nothing to
+    /// free.
     pub fn node_memory_stats(&self) -> Result<NodeMemoryStats> {
         let params = self.node_params(
             "virNodeGetMemoryStats",
@@ -308,8 +333,11 @@ impl Connection {
         Ok(s)
     }
 
-    /// Free memory in **bytes** from NUMA data (`virNodeGetFreeMemory`; 0 is
-    /// its error value). Shown by `status` for comparison only.
+    /// Free memory in **bytes** from NUMA data; shown by `status` for
+    /// comparison only.
+    ///
+    /// Calls `virNodeGetFreeMemory`; fails on `0` (which a driver without
+    /// NUMA cells also returns). Nothing to free.
     pub fn node_free_memory(&self) -> Result<u64> {
         checked(
             "virNodeGetFreeMemory",
@@ -321,5 +349,104 @@ impl Connection {
                 unsafe { sys::virNodeGetFreeMemory(self.as_ptr()) }
             },
         )
+    }
+}
+
+/// Copies the online-CPU map out of the buffer `virNodeGetCPUMap` returned,
+/// reading byte `i` through `byte(i)` only where every driver allocated it.
+///
+/// What libvirt guarantees about that buffer's length:
+/// - Local drivers (`virHostCPUGetMap` in `src/util/virhostcpu.c`, used by
+///   the QEMU driver) fill it with `virBitmapToData` (`src/util/virbitmap.c`),
+///   which allocates `(last set bit + CHAR_BIT) / CHAR_BIT` bytes (1 when no
+///   bit is set): only up to the byte of the highest *online* CPU, so on a
+///   host whose top CPUs are offline it is shorter than
+///   `VIR_CPU_MAPLEN(present)`. `online` is `virBitmapCountBits` of the same
+///   bitmap.
+/// - The remote client (`remoteNodeGetCPUMap`, `src/remote/remote_driver.c`)
+///   allocates and copies the `cpumap_len` bytes the daemon sent, which
+///   `remoteDispatchNodeGetCPUMap` sets to `VIR_CPU_MAPLEN(present)`.
+/// - The test driver returns one byte for its fixed 8 CPUs.
+///
+/// So the bytes up to and including the one holding the `online`-th set
+/// bit are always allocated: the loop reads the next byte only while fewer
+/// than `online` CPUs have been seen (a set bit is still to come, so its
+/// byte exists), and never past `VIR_CPU_MAPLEN(present)`. A map holding
+/// fewer than `online` CPUs means libvirt's count and map disagree; the
+/// caller reports it.
+fn copy_online_map(present: u32, online: u32, byte: impl Fn(usize) -> u8) -> CpuMap {
+    let mut bytes = Vec::new();
+    let mut seen = 0u32;
+    for i in 0..super::cpumap::maplen(present) {
+        if seen >= online {
+            break;
+        }
+        let b = byte(i);
+        seen += b.count_ones();
+        bytes.push(b);
+    }
+    CpuMap::from_bytes(present, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::raw::c_int;
+
+    /// What `virBitmapToData` (src/util/virbitmap.c) allocates for a bitmap
+    /// whose last set bit is `last`: `(last + CHAR_BIT) / CHAR_BIT` bytes,
+    /// 1 when no bit is set.
+    fn bitmap_to_data(online: &[u32]) -> Vec<u8> {
+        let len = online
+            .iter()
+            .max()
+            .map_or(1, |&last| (last as usize + 8) / 8);
+        let mut data = vec![0u8; len];
+        for &c in online {
+            data[c as usize / 8] |= 1 << (c % 8);
+        }
+        data
+    }
+
+    fn shim_maplen(cpus: u32) -> usize {
+        // SAFETY: pure arithmetic on an int, no pointers.
+        unsafe { sys::kvmsched_shim_cpu_maplen(cpus as c_int) as usize }
+    }
+
+    #[test]
+    fn cpu_map_is_read_within_what_local_drivers_allocate() {
+        // Hosts whose highest CPUs are offline: the local drivers' buffer is
+        // shorter than VIR_CPU_MAPLEN(present).
+        let cases: &[(u32, &[u32])] = &[
+            (16, &[0, 1, 2, 3]),
+            (64, &[0, 8, 9]),
+            (1024, &[0, 5, 700]),
+            (9, &[]),
+            (8, &[0, 2, 4]),
+            (24, &[23]),
+        ];
+        for &(present, online) in cases {
+            let data = bitmap_to_data(online);
+            assert!(data.len() <= shim_maplen(present).max(1));
+            let read = std::cell::Cell::new(0usize);
+            let map = copy_online_map(present, online.len() as u32, |i| {
+                read.set(read.get().max(i + 1));
+                // Indexing panics on a read past libvirt's allocation.
+                data[i]
+            });
+            assert_eq!(map.cpus(), online, "present={present}");
+            assert!(read.get() <= data.len(), "present={present}");
+        }
+    }
+
+    #[test]
+    fn cpu_map_reads_at_most_the_remote_copy() {
+        // remoteNodeGetCPUMap copies exactly the cpumap_len bytes the daemon
+        // sent: VIR_CPU_MAPLEN(present) (remoteDispatchNodeGetCPUMap).
+        for present in [1u32, 7, 8, 9, 64, 65] {
+            let data = vec![0xffu8; shim_maplen(present)];
+            let map = copy_online_map(present, present, |i| data[i]);
+            assert_eq!(map.count(), present);
+        }
     }
 }
