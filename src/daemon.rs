@@ -556,15 +556,12 @@ impl State {
         let Some(coord) = self.coordinator.as_mut() else {
             return Ok(());
         };
-        let plan = coord.plan(
-            monotonic_ns() / 1_000_000,
-            &HostMem { free_kib: host.kib },
-            &inputs,
-        );
+        let now_ms = monotonic_ns() / 1_000_000;
+        let plan = coord.plan(now_ms, &HostMem { free_kib: host.kib }, &inputs);
         for (name, note) in &plan.notes {
             self.opts.log.detail("memory", &format!("{name}: {note}"));
         }
-        let mut failed = Vec::new();
+        let mut applied = Vec::new();
         for a in &plan.actions {
             let event = self
                 .opts
@@ -587,6 +584,7 @@ impl State {
             };
             match d.domain.set_memory(a.to_kib) {
                 Ok(()) => {
+                    applied.push(a.clone());
                     if a.is_grow() {
                         self.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
                     } else {
@@ -600,16 +598,13 @@ impl State {
                 }
                 Err(e) if e.is_connection_lost() => return Err(TickError::Lost(e)),
                 Err(e) => {
-                    failed.push(a.uuid.clone());
                     if !e.is_no_domain() {
                         self.opts.log.warn("memory", &format!("{}: {e}", a.name));
                     }
                 }
             }
         }
-        for uuid in failed {
-            coord.action_failed(&uuid);
-        }
+        coord.commit(now_ms, &applied);
         self.opts.log.event(
             "memory",
             self.opts

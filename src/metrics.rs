@@ -58,6 +58,9 @@ pub struct LoopMetrics {
     /// Duration of the last interval's work (seconds); `None` before the
     /// first interval.
     pub last_duration_seconds: Option<f64>,
+    /// Wall time (Unix seconds) when the last interval completed; `None`
+    /// before the first one.
+    pub last_completed_unix_seconds: Option<f64>,
 }
 
 /// Everything exposed; plain data the daemon updates.
@@ -669,10 +672,12 @@ mod tests {
             vcpu: LoopMetrics {
                 intervals_total: 30,
                 last_duration_seconds: Some(0.004),
+                last_completed_unix_seconds: None,
             },
             memory: LoopMetrics {
                 intervals_total: 29,
                 last_duration_seconds: None,
+                last_completed_unix_seconds: None,
             },
             memory_granted_kib_total: 4096,
             memory_released_kib_total: 1024,

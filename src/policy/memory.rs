@@ -407,6 +407,10 @@ pub struct DomainLine {
 pub struct MemPlan {
     /// Releases first, then grants neediest first: apply in this order.
     pub actions: Vec<SetMemory>,
+    /// The releases of `actions`, to apply first.
+    pub releases: Vec<SetMemory>,
+    /// The grants of `actions`, neediest first, funded by `releases`.
+    pub grants: Vec<SetMemory>,
     /// Reasoning for `--verbose`, keyed by domain name (`"host"` for the
     /// host).
     pub notes: Vec<(String, Note)>,
@@ -419,6 +423,16 @@ pub struct MemPlan {
 }
 
 impl MemPlan {
+    /// The grants still affordable when only `released_kib` of the planned
+    /// releases took effect: all of them when every release did, else none.
+    pub fn grants_funded(&self, released_kib: u64) -> Vec<SetMemory> {
+        if released_kib >= self.released_kib() {
+            self.grants.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Sum of the grows (KiB).
     pub fn granted_kib(&self) -> u64 {
         self.actions
@@ -600,6 +614,8 @@ pub struct Coordinator {
     cfg: MemConfig,
     hist: BTreeMap<String, History>,
     prev_now_ms: Option<u64>,
+    /// Domains with an action in the last plan (until `commit`).
+    planned: Vec<String>,
 }
 
 impl Coordinator {
@@ -618,6 +634,7 @@ impl Coordinator {
             cfg,
             hist: BTreeMap::new(),
             prev_now_ms: None,
+            planned: Vec::new(),
         }
     }
 
@@ -636,9 +653,19 @@ impl Coordinator {
         self.prev_now_ms = prev;
     }
 
-    /// The adapter could not apply this domain's last action: forget the
-    /// changes still in flight so they are neither credited nor waited for.
-    pub fn action_failed(&mut self, uuid: &str) {
+    /// Records what of the last plan was applied: the changes of planned
+    /// actions that were not applied are forgotten, so they are neither
+    /// credited nor waited for.
+    pub fn commit(&mut self, _now_ms: u64, applied: &[SetMemory]) {
+        let planned = std::mem::take(&mut self.planned);
+        for uuid in planned {
+            if !applied.iter().any(|a| a.uuid == uuid) {
+                self.action_failed(&uuid);
+            }
+        }
+    }
+
+    fn action_failed(&mut self, uuid: &str) {
         if let Some(h) = self.hist.get_mut(uuid) {
             h.changes.retain(|c| c.settled_lu.is_some());
             h.expected_actual_kib = h.observed_actual_kib;
@@ -823,7 +850,11 @@ impl Coordinator {
 
         let host_after =
             i128::from(host.free_kib) + signed_sum(&actions, false) - signed_sum(&actions, true);
+        self.planned = actions.iter().map(|a| a.uuid.clone()).collect();
+        let (grants, releases) = actions.iter().cloned().partition(SetMemory::is_grow);
         MemPlan {
+            releases,
+            grants,
             domains: doms
                 .iter()
                 .zip(change)

@@ -28,6 +28,21 @@ pub struct Error {
     pub message: String,
 }
 
+/// What kind of failure an [`Error`] is, decided once from libvirt's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connection to the daemon is gone: reconnect.
+    ConnectionLost,
+    /// The domain does not exist (any more).
+    NoDomain,
+    /// The driver does not implement the call.
+    Unsupported,
+    /// The connection may not do this (read-only, ACL).
+    Denied,
+    /// Anything else: the call failed, the connection is fine.
+    Other,
+}
+
 /// The crate-wide result type for libvirt calls.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -92,6 +107,21 @@ impl Error {
     /// connection noticed by `virConnectIsAlive` returning 0).
     pub fn local_public(call: &'static str, target: &str, message: &str) -> Self {
         Error::local(call, Some(target), message)
+    }
+
+    /// The kind of failure (the one classification callers act on).
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_connection_lost() {
+            ErrorKind::ConnectionLost
+        } else if self.is_no_domain() {
+            ErrorKind::NoDomain
+        } else if self.is_unsupported() {
+            ErrorKind::Unsupported
+        } else if self.is_denied() {
+            ErrorKind::Denied
+        } else {
+            ErrorKind::Other
+        }
     }
 
     /// The domain does not exist (any more): routine for a daemon, since

@@ -27,7 +27,7 @@ pub use call::{call_counts, set_trace, thread_call_count, trace_enabled, CallCou
 pub use connection::{stats, Connection, DomainStats, ListFilter};
 pub use cpumap::{format_cpu_list, CpuMap};
 pub use domain::{Domain, DomainInfo, VcpuInfo, STATE_RUNNING};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use memstats::MemoryStats;
 pub use node::{NodeCpuMap, NodeCpuStats, NodeInfo, NodeMemoryStats};
 pub use typed_params::{ParamValue, TypedParams};
