@@ -1,8 +1,9 @@
 //! The memory loop: read → plan → apply → commit, once per memory interval.
 //!
 //! - **read**: every running, not excluded domain's balloon figures, and
-//!   the host's free memory; a guest seen for the first time is asked for
-//!   balloon stats every interval (`virDomainSetMemoryStatsPeriod`).
+//!   the host's free memory; each running instance (UUID + domain ID, so a
+//!   restarted guest counts as new) is asked once for balloon stats every
+//!   interval (`virDomainSetMemoryStatsPeriod`).
 //! - **plan**: [`Coordinator::plan`], which records nothing.
 //! - **apply**: the releases, then the grants, each on the handle read in
 //!   this interval; a stop request is honoured between actions.
@@ -19,16 +20,21 @@ use crate::policy::memory::{Coordinator, HostMem, MemConfig, SetMemory};
 use crate::sample::Want;
 use crate::virt::ErrorKind;
 
+/// One running instance of a domain: its UUID and hypervisor ID.
+type Instance = (String, Option<u32>);
+
 /// The memory loop's state across intervals.
 #[derive(Debug)]
 pub struct MemLoop {
     /// Its interval.
     pub interval: Duration,
     coordinator: Coordinator,
-    /// Domains whose stats period is set (UUIDs).
-    periods: BTreeSet<String>,
-    /// Warnings already given (domain UUID + what), to warn once.
-    warned: BTreeSet<String>,
+    /// Running instances whose stats period is set. The period lives in
+    /// the QEMU process, so a guest restarted under the same UUID (a new
+    /// instance) needs it again.
+    periods: BTreeSet<Instance>,
+    /// Warnings already given (instance + what), to warn once per instance.
+    warned: BTreeSet<(Instance, &'static str)>,
     /// Intervals started.
     pub ticks: u64,
 }
@@ -76,21 +82,30 @@ impl MemLoop {
             memory: true,
         };
         let sample = ctx.read("memory", src, want, 1)?;
+        // Instances seen now: what is remembered about any other is dropped.
+        let seen: BTreeSet<Instance> = sample
+            .domains
+            .iter()
+            .map(|d| (d.uuid.clone(), d.id))
+            .collect();
+        self.periods.retain(|i| seen.contains(i));
+        self.warned.retain(|(i, _)| seen.contains(i));
         let period = self.period_s();
         for d in &sample.domains {
-            if self.periods.contains(&d.uuid) {
+            let instance = (d.uuid.clone(), d.id);
+            if self.periods.contains(&instance) {
                 continue;
             }
             match ctx.apply(|| src.set_stats_period(d.handle, period)) {
                 Outcome::Applied | Outcome::DryRun => {
-                    self.periods.insert(d.uuid.clone());
+                    self.periods.insert(instance);
                 }
                 Outcome::Failed(f) if f.kind == ErrorKind::ConnectionLost => {
                     return Err(TickError::Lost(f))
                 }
                 Outcome::Failed(f) => {
-                    self.periods.insert(d.uuid.clone());
-                    if self.warned.insert(format!("{}:period", d.uuid)) {
+                    self.periods.insert(instance.clone());
+                    if self.warned.insert((instance, "period")) {
                         ctx.log.warn(
                             "memory",
                             &format!(

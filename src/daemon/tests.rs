@@ -541,7 +541,6 @@ fn mem_tick(clock: &FakeClock, w: &Rc<RefCell<World>>, l: &mut MemLoop, m: &mut 
 }
 
 #[test]
-#[ignore = "fails until its fix"]
 fn a_restarted_guest_gets_its_stats_period_again() {
     let clock = FakeClock::default();
     let w = world(&clock, &[0], vec![dom("g", &[])]);
@@ -559,7 +558,6 @@ fn a_restarted_guest_gets_its_stats_period_again() {
 }
 
 #[test]
-#[ignore = "fails until its fix"]
 fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
     let clock = FakeClock::default();
     let w = world(&clock, &[0], vec![dom("g", &[])]);
