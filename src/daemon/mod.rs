@@ -415,16 +415,18 @@ impl Daemon {
                     next_retry = clock.monotonic() + backoff;
                 }
             }
-            // Sleep until the next deadline, in short slices (signals).
-            let mut wake = next
-                .iter()
-                .filter(|(w, _)| self.interval(*w).is_some())
-                .map(|(_, t)| *t)
-                .min()
-                .unwrap_or(next_retry);
-            if conn.is_none() {
-                wake = wake.min(next_retry);
-            }
+            // Sleep until the next deadline, in short slices (signals);
+            // without a connection, until the next attempt (a deadline
+            // already past must not make this a busy loop).
+            let wake = if conn.is_none() {
+                next_retry
+            } else {
+                next.iter()
+                    .filter(|(w, _)| self.interval(*w).is_some())
+                    .map(|(_, t)| *t)
+                    .min()
+                    .unwrap_or(next_retry)
+            };
             self.publish();
             while clock.monotonic() < wake && !(env.stop)() {
                 let left = wake.saturating_sub(clock.monotonic());

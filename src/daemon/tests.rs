@@ -104,6 +104,8 @@ struct World {
     stop_after: Option<usize>,
     stop: Rc<Cell<bool>>,
     connects: usize,
+    /// `virConnectIsAlive` answers false this many times.
+    dead_checks: Cell<usize>,
 }
 
 fn world(clock: &FakeClock, online: &[u32], doms: Vec<FakeDom>) -> Rc<RefCell<World>> {
@@ -122,6 +124,7 @@ fn world(clock: &FakeClock, online: &[u32], doms: Vec<FakeDom>) -> Rc<RefCell<Wo
         stop_after: None,
         stop: Rc::new(Cell::new(false)),
         connects: 0,
+        dead_checks: Cell::new(0),
     }))
 }
 
@@ -253,7 +256,10 @@ struct FakeSession(Rc<RefCell<World>>);
 
 impl Session for FakeSession {
     fn is_alive(&self) -> Result<bool, Failure> {
-        Ok(true)
+        let w = self.0.borrow();
+        let dead = w.dead_checks.get();
+        w.dead_checks.set(dead.saturating_sub(1));
+        Ok(dead == 0)
     }
     fn source(&self) -> Box<dyn Source + '_> {
         Box::new(FakeSource::new(&self.0))
@@ -427,6 +433,17 @@ fn a_refused_pin_is_counted_and_the_connection_kept() {
         assert_eq!(d.metrics.pin_failures_total, 6, "{kind:?}");
         assert_eq!(d.metrics.pins_total, 0);
     }
+}
+
+#[test]
+fn a_closed_connection_is_reopened_before_the_interval() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0, 1], vec![dom("g", &[(50.0, &[0, 1][..]); 2])]);
+    w.borrow().dead_checks.set(1);
+    let d = run_daemon(&clock, &w, true, false, 2);
+    assert_eq!(w.borrow().connects, 2);
+    assert_eq!(d.metrics.reconnects_total, 1);
+    assert_eq!(d.metrics.vcpu.intervals_total, 2, "no interval ran on it");
 }
 
 #[test]
