@@ -5,20 +5,34 @@
 //!   restarted guest counts as new) is asked once for balloon stats every
 //!   interval (`virDomainSetMemoryStatsPeriod`).
 //! - **plan**: [`Coordinator::plan`], which records nothing.
-//! - **apply**: the releases, then the grants, each on the handle read in
-//!   this interval; a stop request is honoured between actions.
+//! - **apply**: the releases, then only the grants that the releases which
+//!   took effect still fund ([`MemPlan::grants_funded`]), each on the handle
+//!   read in this interval.
 //! - **commit**: [`Coordinator::commit`] with exactly what was applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::clock::millis;
-use super::source::Source;
+use super::source::{DomId, Failure, Source};
 use super::{Ctx, Outcome, TickError};
 use crate::metrics::DomainMetrics;
+#[cfg(doc)]
+use crate::policy::memory::MemPlan;
 use crate::policy::memory::{Coordinator, HostMem, MemConfig, SetMemory};
 use crate::sample::Want;
 use crate::virt::ErrorKind;
+
+/// What one balloon change came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// It took effect (or, in a dry run, would have).
+    Took,
+    /// It failed; the connection is fine.
+    Failed,
+    /// The connection is gone.
+    Lost(Failure),
+}
 
 /// One running instance of a domain: its UUID and hypervisor ID.
 type Instance = (String, Option<u32>);
@@ -59,6 +73,55 @@ impl MemLoop {
     /// A new connection: stats periods are set again on its view.
     pub fn reconnected(&mut self) {
         self.periods.clear();
+    }
+
+    /// Applies one balloon change on the handle read this interval;
+    /// `applied` gets it if it was.
+    fn apply(
+        &self,
+        ctx: &mut Ctx<'_>,
+        src: &mut dyn Source,
+        index: &BTreeMap<&str, DomId>,
+        a: &SetMemory,
+        applied: &mut Vec<SetMemory>,
+    ) -> Step {
+        let Some(&d) = index.get(a.uuid.as_str()) else {
+            return Step::Failed;
+        };
+        let event = ctx
+            .log
+            .obj("memory")
+            .str("event", "setmem")
+            .str("domain", &a.name)
+            .uint("from_kib", a.from_kib)
+            .uint("to_kib", a.to_kib)
+            .str("reason", &a.reason.to_string())
+            .bool("dry_run", ctx.dry_run);
+        match ctx.apply(|| src.set_memory(d, a.to_kib)) {
+            Outcome::DryRun => {
+                ctx.log.event("memory", event, &format!("would set {a}"));
+                Step::Took
+            }
+            Outcome::Applied => {
+                if a.is_grow() {
+                    ctx.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
+                } else {
+                    ctx.metrics.memory_released_kib_total += a.from_kib - a.to_kib;
+                }
+                if ctx.log_actions() {
+                    ctx.log.event("memory", event, &format!("set {a}"));
+                }
+                applied.push(a.clone());
+                Step::Took
+            }
+            Outcome::Failed(f) if f.kind == ErrorKind::ConnectionLost => Step::Lost(f),
+            Outcome::Failed(f) => {
+                if f.kind != ErrorKind::NoDomain {
+                    ctx.log.warn("memory", &format!("{}: {f}", a.name));
+                }
+                Step::Failed
+            }
+        }
     }
 
     /// How many warnings are remembered (to warn once each).
@@ -132,45 +195,44 @@ impl MemLoop {
             ctx.log.detail("memory", &format!("{name}: {note}"));
         }
 
-        // Apply.
+        // Apply: the releases, then only the grants that what was really
+        // released still funds.
         let index = sample.index();
         let mut applied: Vec<SetMemory> = Vec::new();
+        let mut released_kib = 0u64;
         let mut lost = None;
-        for a in plan.releases.iter().chain(&plan.grants) {
-            let Some(&d) = index.get(a.uuid.as_str()) else {
-                continue;
-            };
-            let event = ctx
-                .log
-                .obj("memory")
-                .str("event", "setmem")
-                .str("domain", &a.name)
-                .uint("from_kib", a.from_kib)
-                .uint("to_kib", a.to_kib)
-                .str("reason", &a.reason.to_string())
-                .bool("dry_run", ctx.dry_run);
-            match ctx.apply(|| src.set_memory(d, a.to_kib)) {
-                Outcome::DryRun => ctx.log.event("memory", event, &format!("would set {a}")),
-                Outcome::Applied => {
-                    if a.is_grow() {
-                        ctx.metrics.memory_granted_kib_total += a.to_kib - a.from_kib;
-                    } else {
-                        ctx.metrics.memory_released_kib_total += a.from_kib - a.to_kib;
-                    }
-                    if ctx.log_actions() {
-                        ctx.log.event("memory", event, &format!("set {a}"));
-                    }
-                    applied.push(a.clone());
+        for a in &plan.releases {
+            match self.apply(ctx, src, &index, a, &mut applied) {
+                Step::Took => {
+                    released_kib = released_kib.saturating_add(a.from_kib - a.to_kib);
                 }
-                Outcome::Failed(f) if f.kind == ErrorKind::ConnectionLost => {
+                Step::Failed => {}
+                Step::Lost(f) => {
                     lost = Some(f);
                     break;
                 }
-                Outcome::Failed(f) => {
-                    if f.kind != ErrorKind::NoDomain {
-                        ctx.log.warn("memory", &format!("{}: {f}", a.name));
-                    }
-                }
+            }
+        }
+        let grants = if lost.is_none() {
+            plan.grants_funded(released_kib)
+        } else {
+            Vec::new()
+        };
+        if lost.is_none() && grants.len() < plan.grants.len() {
+            ctx.log.warn(
+                "memory",
+                &format!(
+                    "{} of {} grant(s) skipped: {released_kib} KiB of the {} KiB planned releases took effect",
+                    plan.grants.len() - grants.len(),
+                    plan.grants.len(),
+                    plan.released_kib()
+                ),
+            );
+        }
+        for a in &grants {
+            if let Step::Lost(f) = self.apply(ctx, src, &index, a, &mut applied) {
+                lost = Some(f);
+                break;
             }
         }
 

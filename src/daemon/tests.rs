@@ -605,7 +605,6 @@ fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
 }
 
 #[test]
-#[ignore = "fails until its fix"]
 fn a_grant_funded_by_a_failed_release_is_not_applied() {
     let clock = FakeClock::default();
     let mut donor = dom("donor", &[]);
