@@ -7,7 +7,8 @@
 //! - **plan**: [`Coordinator::plan`], which records nothing.
 //! - **apply**: the releases, then only the grants that the releases which
 //!   took effect still fund ([`MemPlan::grants_funded`]), each on the handle
-//!   read in this interval.
+//!   read in this interval; a stop request is honoured between actions
+//!   (each is one libvirt call).
 //! - **commit**: [`Coordinator::commit`] with exactly what was applied.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,7 +202,12 @@ impl MemLoop {
         let mut applied: Vec<SetMemory> = Vec::new();
         let mut released_kib = 0u64;
         let mut lost = None;
+        let mut stopped = false;
         for a in &plan.releases {
+            if (ctx.stop)() {
+                stopped = true;
+                break;
+            }
             match self.apply(ctx, src, &index, a, &mut applied) {
                 Step::Took => {
                     released_kib = released_kib.saturating_add(a.from_kib - a.to_kib);
@@ -213,12 +219,12 @@ impl MemLoop {
                 }
             }
         }
-        let grants = if lost.is_none() {
+        let grants = if lost.is_none() && !stopped {
             plan.grants_funded(released_kib)
         } else {
             Vec::new()
         };
-        if lost.is_none() && grants.len() < plan.grants.len() {
+        if lost.is_none() && !stopped && grants.len() < plan.grants.len() {
             ctx.log.warn(
                 "memory",
                 &format!(
@@ -230,6 +236,10 @@ impl MemLoop {
             );
         }
         for a in &grants {
+            if (ctx.stop)() {
+                stopped = true;
+                break;
+            }
             if let Step::Lost(f) = self.apply(ctx, src, &index, a, &mut applied) {
                 lost = Some(f);
                 break;
@@ -256,6 +266,8 @@ impl MemLoop {
                 "{plan}{}",
                 if ctx.dry_run && planned > 0 {
                     " (dry run: nothing applied)"
+                } else if stopped {
+                    " (stop requested: the rest left undone)"
                 } else {
                     ""
                 }

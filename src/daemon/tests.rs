@@ -521,7 +521,6 @@ fn a_stop_during_a_swap_finishes_the_swap() {
 }
 
 #[test]
-#[ignore = "fails until its fix"]
 fn a_swap_whose_first_pin_is_refused_is_skipped_whole() {
     let clock = FakeClock::default();
     let w = swap_world(&clock);
@@ -537,7 +536,6 @@ fn a_swap_whose_first_pin_is_refused_is_skipped_whole() {
 }
 
 #[test]
-#[ignore = "fails until its fix"]
 fn a_stop_between_pins_leaves_the_rest_unapplied() {
     let clock = FakeClock::default();
     let w = world(
@@ -555,6 +553,31 @@ fn a_stop_between_pins_leaves_the_rest_unapplied() {
 fn mem_tick(clock: &FakeClock, w: &Rc<RefCell<World>>, l: &mut MemLoop, m: &mut Metrics, t: u32) {
     clock.set(SEC * t);
     with_ctx(clock, w, false, m, |ctx, src| l.tick(ctx, src)).expect("tick");
+}
+
+#[test]
+fn a_stop_after_a_release_leaves_the_grants_unapplied() {
+    let clock = FakeClock::default();
+    let mut donor = dom("donor", &[]);
+    donor.mem = mem_of("donor", 2048, 4096, 400, 1);
+    let w = world(&clock, &[0], vec![donor]);
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    {
+        let mut w = w.borrow_mut();
+        w.host_free_kib = 200 * MIB;
+        w.doms[0].mem.last_update = Some(3);
+        let mut needy = dom("needy", &[]);
+        needy.mem = mem_of("needy", 512, 2048, 30, 1);
+        w.doms.push(needy);
+        w.stop_after = Some(1);
+    }
+    clock.set(2 * SEC);
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let names: Vec<String> = w.borrow().setmem.iter().map(|s| s.0.clone()).collect();
+    assert_eq!(names, ["donor"], "stopped after the release");
+    assert_eq!(m.memory_granted_kib_total, 0);
 }
 
 #[test]

@@ -14,10 +14,11 @@
 //! interval that comes far too early is skipped, and one after a long gap
 //! restarts the history.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::source::Source;
+use super::source::{DomId, Failure, Source};
 use super::{Ctx, Outcome, TickError};
 use crate::policy::vcpu::{Pin, PinKind, Scheduler, Snapshot, VcpuConfig};
 use crate::sample::Want;
@@ -106,48 +107,22 @@ impl VcpuLoop {
         // Plan.
         let plan = self.scheduler.plan(&snap);
 
-        // Apply.
+        // Apply, unit by unit; a stop request is honoured between units.
         let index = sample.index();
         let mut applied = 0usize;
-        let stopped = false;
-        for pin in &plan.pins {
-            let Some(&d) = index.get(pin.domain.as_str()) else {
-                continue;
-            };
-            let map = match CpuMap::from_cpus(host.present, &[pin.pcpu]) {
-                Ok(m) => m,
-                Err(e) => {
-                    ctx.log.warn("vcpu", &format!("{pin}: {e}"));
-                    continue;
+        let mut stopped = false;
+        for unit in units(&plan.pins) {
+            if (ctx.stop)() {
+                stopped = true;
+                break;
+            }
+            for pin in unit {
+                match apply_pin(ctx, src, &index, host.present, pin) {
+                    Step::Took => applied += 1,
+                    // The rest of a swap is not applied without this half.
+                    Step::Failed => break,
+                    Step::Lost(f) => return Err(TickError::Lost(f)),
                 }
-            };
-            let event = ctx
-                .log
-                .obj("vcpu")
-                .str("event", "pin")
-                .str("domain", &pin.name)
-                .uint("vcpu", u64::from(pin.vcpu))
-                .opt_uint("from", pin.from.map(u64::from))
-                .uint("to", u64::from(pin.pcpu))
-                .str("reason", &format!("{:?}", pin.kind).to_lowercase())
-                .bool("dry_run", ctx.dry_run);
-            match ctx.apply(|| src.pin(d, pin.vcpu, &map)) {
-                Outcome::DryRun => ctx.log.event("vcpu", event, &format!("would pin {pin}")),
-                Outcome::Applied => {
-                    applied += 1;
-                    ctx.metrics.pins_total += 1;
-                    if ctx.log_actions() {
-                        ctx.log.event("vcpu", event, &format!("pin {pin}"));
-                    }
-                }
-                Outcome::Failed(f) => match f.kind {
-                    ErrorKind::ConnectionLost => return Err(TickError::Lost(f)),
-                    ErrorKind::NoDomain => {}
-                    _ => {
-                        ctx.metrics.pin_failures_total += 1;
-                        ctx.log.warn("vcpu", &format!("{pin}: {f}"));
-                    }
-                },
             }
         }
 
@@ -155,7 +130,7 @@ impl VcpuLoop {
         let pins = if ctx.dry_run {
             format!("{} pin(s) planned, none applied (dry run)", plan.pins.len())
         } else if stopped {
-            format!("{applied} applied, the rest left for the stop")
+            format!("{applied} applied, the rest left undone (stop requested)")
         } else {
             format!("{applied} applied")
         };
@@ -179,6 +154,68 @@ impl VcpuLoop {
             Some(ctx.clock.monotonic().saturating_sub(t0).as_secs_f64());
         ctx.metrics.vcpu.last_completed_unix_seconds = Some(ctx.clock.wall_unix_seconds());
         Ok(())
+    }
+}
+
+/// What one pin came to.
+enum Step {
+    /// Applied (or, in a dry run, would have been).
+    Took,
+    /// Not applied; the connection is fine.
+    Failed,
+    /// The connection is gone.
+    Lost(Failure),
+}
+
+/// Applies one pin on the handle read this interval.
+fn apply_pin(
+    ctx: &mut Ctx<'_>,
+    src: &mut dyn Source,
+    index: &BTreeMap<&str, DomId>,
+    present: u32,
+    pin: &Pin,
+) -> Step {
+    let Some(&d) = index.get(pin.domain.as_str()) else {
+        return Step::Failed;
+    };
+    let map = match CpuMap::from_cpus(present, &[pin.pcpu]) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.log.warn("vcpu", &format!("{pin}: {e}"));
+            return Step::Failed;
+        }
+    };
+    let event = ctx
+        .log
+        .obj("vcpu")
+        .str("event", "pin")
+        .str("domain", &pin.name)
+        .uint("vcpu", u64::from(pin.vcpu))
+        .opt_uint("from", pin.from.map(u64::from))
+        .uint("to", u64::from(pin.pcpu))
+        .str("reason", &format!("{:?}", pin.kind).to_lowercase())
+        .bool("dry_run", ctx.dry_run);
+    match ctx.apply(|| src.pin(d, pin.vcpu, &map)) {
+        Outcome::DryRun => {
+            ctx.log.event("vcpu", event, &format!("would pin {pin}"));
+            Step::Took
+        }
+        Outcome::Applied => {
+            ctx.metrics.pins_total += 1;
+            if ctx.log_actions() {
+                ctx.log.event("vcpu", event, &format!("pin {pin}"));
+            }
+            Step::Took
+        }
+        Outcome::Failed(f) => match f.kind {
+            ErrorKind::ConnectionLost => Step::Lost(f),
+            ErrorKind::NoDomain => Step::Failed,
+            _ => {
+                ctx.metrics.pin_failures_total += 1;
+                ctx.log.warn("vcpu", &format!("{pin}: {f}"));
+                Step::Failed
+            }
+        },
     }
 }
 
