@@ -13,13 +13,23 @@
 //! - **overrun observer** ([`overrun`]): logs once when an interval (or a
 //!   connect) has run for more than three intervals.
 //!
-//! One interval of a loop ([`vcpu`], [`memory`]) is
+//! One interval of a loop ([`vcpu`], [`memory`]), in the main loop:
 //!
 //! ```text
-//! Session::source ─► Source::read ─► Sample ─► policy plan ─► apply on the
-//!   (this interval)    (one clock)   (+ DomId     (pure)       Sample's DomIds ─► commit
-//!                                     per domain)                (dry run: not)   (policy history,
-//!                                                                                  metrics, log)
+//!   Session::is_alive ──false──► abandon, reconnect with backoff
+//!         │ true
+//!   Session::source()            one Source per interval
+//!         │
+//!   read   Source::read ─► Sample: policy inputs + a DomId per domain
+//!         │                (excluded names skipped before any per-domain call;
+//!         │                 stamped by the injected Clock)
+//!   plan   Scheduler::plan / Coordinator::plan (pure, records nothing)
+//!         │
+//!   apply  Ctx::apply per action on its DomId (the one dry-run check);
+//!         │ stop checked between actions, a swap's pins as one unit,
+//!         │ memory: releases, then plan.grants_funded(released)
+//!         │
+//!   commit Coordinator::commit(applied), metrics, the interval's log line
 //! ```
 //!
 //! The [`Clock`] and the libvirt side ([`Session`], [`Source`]) are
