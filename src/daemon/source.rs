@@ -194,10 +194,6 @@ impl Source for Libvirt<'_> {
     ) -> Result<Sample, Failure> {
         let _call = signals::in_call("virConnectGetAllDomainStats");
         let (doms, skipped) = sample::read_domains(self.conn, host_cpus, want)?;
-        let doms: Vec<DomainRead<'_>> = doms
-            .into_iter()
-            .filter(|d| !skip(d.domain.name()))
-            .collect();
         let mut out = Sample {
             skipped: skipped
                 .into_iter()
@@ -209,25 +205,37 @@ impl Source for Libvirt<'_> {
                 .collect(),
             ..Sample::default()
         };
+        // The instance ID only matters to the memory loop (stats period).
+        let mut kept = Vec::with_capacity(doms.len());
+        for d in doms.into_iter().filter(|d| !skip(d.domain.name())) {
+            let id = if want.memory {
+                match d.domain.id() {
+                    Ok(id) => id,
+                    Err(e) => {
+                        out.skipped.push(Skipped {
+                            name: d.domain.name().to_string(),
+                            failure: e.into(),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            out.domains.push(Seen {
+                handle: DomId(kept.len()),
+                uuid: d.domain.uuid().to_string(),
+                name: d.domain.name().to_string(),
+                id,
+            });
+            kept.push(d);
+        }
+        let doms = kept;
         if want.vcpus {
             out.vcpus = sample::vcpu_snapshot(&doms, Vec::new()).vcpus;
         }
         if want.memory {
             out.memory = doms.iter().map(sample::domain_mem).collect();
-        }
-        for (i, d) in doms.iter().enumerate() {
-            // The instance ID only matters to the memory loop (stats period).
-            let id = if want.memory {
-                d.domain.id().map_err(Failure::from)?
-            } else {
-                None
-            };
-            out.domains.push(Seen {
-                handle: DomId(i),
-                uuid: d.domain.uuid().to_string(),
-                name: d.domain.name().to_string(),
-                id,
-            });
         }
         self.doms = doms;
         Ok(out)

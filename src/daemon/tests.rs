@@ -694,3 +694,69 @@ fn advance_keeps_cadence_and_never_bursts() {
     let late = t0 + Duration::from_secs(27);
     assert_eq!(advance(t0, i, late), late + i);
 }
+
+#[test]
+fn a_too_early_interval_is_skipped_and_a_long_gap_restarts_the_history() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0, 1], vec![dom("g", &[(50.0, &[0, 1][..]); 2])]);
+    let mut l = VcpuLoop::new(2 * SEC, VcpuConfig::default());
+    let mut m = Metrics::default();
+    let mut at = |t: Duration, m: &mut Metrics| {
+        clock.set(t);
+        with_ctx(&clock, &w, false, m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    };
+    at(Duration::ZERO, &mut m);
+    // 0.9 s after the last sample: under half an interval, skipped.
+    at(Duration::from_millis(900), &mut m);
+    assert_eq!(m.vcpu.intervals_total, 1);
+    at(2 * SEC, &mut m);
+    assert_eq!(m.vcpu.intervals_total, 2);
+    assert!(m.load_stddev.is_some());
+    // 6 s later (more than 2.5 intervals): the history restarts, so this
+    // interval measures no usage (warm-up: every load 0).
+    at(8 * SEC, &mut m);
+    assert_eq!(m.vcpu.intervals_total, 3);
+    assert!(
+        m.pcpu_load.iter().all(|(_, l)| *l == 0.0),
+        "{:?}",
+        m.pcpu_load
+    );
+}
+
+#[test]
+fn sighup_reloads_the_exclusions() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0, 1], vec![dom("g", &[(50.0, &[0, 1][..]); 2])]);
+    let mut d = Daemon::new(Options {
+        uri: "fake:///".into(),
+        dry_run: false,
+        log: quiet(),
+        vcpu: Some((SEC, VcpuConfig::default())),
+        memory: None,
+        iterations: Some(2),
+        exclude: Vec::new(),
+        metrics: None,
+        config_path: None,
+        reload: Some(Box::new(|| {
+            Ok(Reloaded {
+                vcpu: VcpuConfig::default(),
+                memory: MemConfig::default(),
+                exclude: vec!["g*".into()],
+            })
+        })),
+    });
+    let world = w.clone();
+    let mut connect =
+        move || -> Result<Box<dyn Session>, Failure> { Ok(Box::new(FakeSession(world.clone()))) };
+    // A SIGHUP before the first interval: "g" is excluded from the start.
+    let hup = Cell::new(true);
+    d.run(Env {
+        clock: &clock,
+        stop: &|| false,
+        take_reload: &|| hup.replace(false),
+        connect: &mut connect,
+    })
+    .expect("run");
+    assert!(w.borrow().pins.is_empty(), "{:?}", w.borrow().pins);
+    assert_eq!(d.metrics.vcpu.intervals_total, 2);
+}
