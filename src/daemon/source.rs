@@ -192,7 +192,7 @@ impl Source for Libvirt<'_> {
         host_cpus: u32,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Sample, Failure> {
-        let _call = signals::in_call("virConnectGetAllDomainStats");
+        let _call = signals::in_call("virConnectGetAllDomainStats or a per-domain read");
         let (doms, skipped) = sample::read_domains(self.conn, host_cpus, want)?;
         let mut out = Sample {
             skipped: skipped
