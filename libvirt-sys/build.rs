@@ -28,6 +28,7 @@ const FUNCTIONS: &[&str] = &[
     "virDomainFree",
     "virDomainGetName",
     "virDomainGetUUIDString",
+    "virDomainGetID",
     "virDomainGetInfo",
     "virDomainGetMaxMemory",
     "virDomainGetVcpus",

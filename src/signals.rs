@@ -1,6 +1,9 @@
-//! SIGINT/SIGTERM (stop) and SIGHUP (reload) as flags the loop polls.
+//! SIGINT/SIGTERM (stop) and SIGHUP (reload) as flags the loop polls, the
+//! stop watchdog, and the marker of the libvirt call in progress that the
+//! watchdog and the overrun observer read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
@@ -41,21 +44,41 @@ pub fn install_handlers() -> Result<(), String> {
     Ok(())
 }
 
+/// The libvirt call in progress on the main loop, and for how long (from
+/// the one checked call path, [`crate::virt::call::in_progress`]).
+pub fn current_call() -> Option<(&'static str, Duration)> {
+    crate::virt::call::in_progress().map(|c| (c.call, c.started.elapsed()))
+}
+
+/// The watchdog's last words: names the stuck libvirt call only when one
+/// was in progress.
+fn stop_message(call: Option<(&str, Duration)>) -> String {
+    match call {
+        Some((call, age)) => format!(
+            "kvmsched: stop requested; a libvirt call ({call}, {:.1}s) did not return in time, exiting\n",
+            age.as_secs_f64()
+        ),
+        None => "kvmsched: stop requested; the loop did not stop in time, exiting\n".to_string(),
+    }
+}
+
 /// Makes sure a stop request ends the process within `grace` even when the
 /// main loop is blocked inside a libvirt call that does not return (a stuck
 /// guest monitor can hold a call for libvirt's 30 s job timeout): a watcher
 /// thread waits for the request, gives the loop `grace` to finish or abandon
-/// its interval, then ends the process with status 0. Nothing is half
-/// applied by this: each pin or balloon change is one libvirt call.
-pub fn spawn_stop_watchdog(grace: std::time::Duration) -> Result<(), String> {
+/// its interval, then ends the process with status 0, saying which call was
+/// stuck, if one was. The loops check for a stop between actions and apply
+/// a swap's two pins as a unit, so only a call that never returns can be
+/// cut short here.
+pub fn spawn_stop_watchdog(grace: Duration) -> Result<(), String> {
     std::thread::Builder::new()
         .name("stop-watchdog".into())
         .spawn(move || {
             while !stop_requested() {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
             }
             std::thread::sleep(grace);
-            let msg = "kvmsched: stop requested; a libvirt call did not return in time, exiting\n";
+            let msg = stop_message(current_call());
             // SAFETY: write(2) on fd 2 with a valid buffer of msg.len() bytes.
             unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
             // SAFETY: _exit ends the process at once without running atexit
@@ -85,6 +108,16 @@ pub fn take_reload() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_names_a_stuck_call_only_when_one_was_in_progress() {
+        let stuck = stop_message(Some(("virDomainSetMemoryFlags", Duration::from_secs(2))));
+        assert!(stuck.contains("virDomainSetMemoryFlags"), "{stuck}");
+        assert!(stuck.contains("did not return in time"), "{stuck}");
+        let idle = stop_message(None);
+        assert!(!idle.contains("libvirt call"), "{idle}");
+        assert!(idle.ends_with('\n'));
+    }
 
     #[test]
     fn sighup_sets_reload_once() {

@@ -847,3 +847,39 @@ fn run_intervals_come_from_the_flag_else_the_file_else_the_default() {
     assert!(l.contains(": memory every 0.3 s"), "{l}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_wedged_call_is_logged_once_when_it_overruns_three_intervals() {
+    // A "daemon" that accepts the connection and never answers: kvmsched
+    // is stuck in virConnectOpen. With 0.2 s intervals, the observer must
+    // say so once after 0.6 s, naming the call, while the loop is stuck.
+    let dir = std::env::temp_dir().join(format!("kvmsched-wedged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("libvirt-sock");
+    std::fs::remove_file(&sock).ok();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let mut child = spawn(&["-c", &uri, "vcpu", "0.2"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(child.try_wait().expect("poll").is_none(), "still stuck");
+    let (_out, err) = term(&mut child);
+    let overruns: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("more than 3 intervals"))
+        .collect();
+    assert_eq!(overruns.len(), 1, "{err}");
+    assert!(overruns[0].contains("virConnectOpen"), "{err}");
+    drop(keep);
+    std::fs::remove_dir_all(&dir).ok();
+}

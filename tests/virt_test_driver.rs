@@ -540,3 +540,21 @@ fn measure_vcpu_timestamp_error() {
         summary(bulk_durations)
     );
 }
+
+#[test]
+fn running_domains_have_distinct_ids_and_stopped_ones_none() {
+    let conn = Connection::open(&four_guests("ids")).expect("open");
+    let all = conn.list_all_domains(ListFilter::All).expect("list");
+    let mut ids = Vec::new();
+    for d in &all {
+        let id = d.id().expect("id");
+        if d.name() == "off" {
+            assert_eq!(id, None, "a stopped domain has no ID");
+        } else {
+            ids.push(id.expect("a running domain has an ID"));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}

@@ -148,6 +148,30 @@ impl<'conn> Domain<'conn> {
         &self.uuid
     }
 
+    /// The hypervisor's ID of this running instance (`virDomainGetID`), or
+    /// `None` for a domain that is not running. A local lookup: the ID is
+    /// the one libvirt attached to this handle when it was obtained, and a
+    /// guest restarted under the same UUID gets a new one.
+    ///
+    /// libvirt's only failure, `(unsigned int)-1` with an error set, is for
+    /// an invalid handle, which a `Domain` never holds; `(unsigned int)-1`
+    /// without an error is an inactive domain, so that value is `None` and
+    /// the call is checked as one that cannot fail.
+    pub fn id(&self) -> Result<Option<u32>> {
+        let id = checked(
+            "virDomainGetID",
+            Some(&self.name),
+            Sentinel::Never,
+            String::new,
+            || {
+                // SAFETY: self.ptr is a live domain reference we own; the
+                // call only reads the ID stored in the object.
+                unsafe { sys::virDomainGetID(self.raw()) }
+            },
+        )?;
+        Ok((id != c_uint::MAX).then_some(id))
+    }
+
     /// State, memory and vCPU count.
     ///
     /// Calls `virDomainGetInfo` into a struct of ours; fails on `-1`.

@@ -1,0 +1,274 @@
+//! The vCPU loop: read → plan → apply, once per vCPU interval.
+//!
+//! - **read**: host CPUs, then every running, not excluded domain's vCPUs
+//!   (time, affinity, current pCPU), stamped by the daemon's clock.
+//! - **plan**: [`Scheduler::plan`] on that snapshot.
+//! - **apply**: each pin on the handle read in this interval; a swap's pins
+//!   form one unit, applied whole or not at all; a stop request is honoured
+//!   between units.
+//! - **commit**: the figures go to the metrics; the scheduler's usage
+//!   history needs no commit, as the next read shows the affinities that
+//!   took effect.
+//!
+//! Usage is Δ CPU time / Δ wall time since the previous sample, so an
+//! interval that comes far too early is skipped, and one after a long gap
+//! restarts the history.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::clock::nanos;
+use super::source::{DomId, Failure, Source};
+use super::{Ctx, Outcome, TickError};
+use crate::policy::vcpu::{Pin, PinKind, Scheduler, Snapshot, VcpuConfig};
+use crate::sample::Want;
+use crate::virt::{CpuMap, ErrorKind};
+
+/// The vCPU loop's state across intervals.
+#[derive(Debug)]
+pub struct VcpuLoop {
+    /// Its interval.
+    pub interval: Duration,
+    cfg: VcpuConfig,
+    scheduler: Scheduler,
+    /// When the loop last sampled (monotonic).
+    last_sample: Option<Duration>,
+    /// Intervals started.
+    pub ticks: u64,
+}
+
+impl VcpuLoop {
+    /// A loop with no history.
+    pub fn new(interval: Duration, cfg: VcpuConfig) -> Self {
+        VcpuLoop {
+            interval,
+            scheduler: Scheduler::new(cfg.clone()),
+            cfg,
+            last_sample: None,
+            ticks: 0,
+        }
+    }
+
+    /// New settings (SIGHUP), keeping the usage history.
+    pub fn set_config(&mut self, cfg: VcpuConfig) {
+        self.scheduler.set_config(cfg.clone());
+        self.cfg = cfg;
+    }
+
+    /// Forgets the usage history: the next interval only places unpinned
+    /// vCPUs, the one after it balances on fresh usage.
+    pub fn restart_history(&mut self, ctx: &Ctx<'_>, why: &str) {
+        self.scheduler = Scheduler::new(self.cfg.clone());
+        self.last_sample = None;
+        ctx.log
+            .line("vcpu", &format!("{why}: usage history restarted"));
+    }
+
+    /// One interval.
+    pub fn tick(&mut self, ctx: &mut Ctx<'_>, src: &mut dyn Source) -> Result<(), TickError> {
+        let t0 = ctx.clock.monotonic();
+        self.ticks += 1;
+        // A window far shorter than the interval is noise, one far longer
+        // (libvirt stalled) averages over conditions that may be gone.
+        if let Some(prev) = self.last_sample {
+            let gap = t0.saturating_sub(prev);
+            if gap < self.interval / 2 {
+                ctx.log.detail(
+                    "vcpu",
+                    &format!(
+                        "only {:.2}s since the last sample: interval skipped",
+                        gap.as_secs_f64()
+                    ),
+                );
+                return Ok(());
+            }
+            if gap > self.interval * 5 / 2 {
+                self.restart_history(
+                    ctx,
+                    &format!("{:.1}s since the last sample", gap.as_secs_f64()),
+                );
+            }
+        }
+        self.last_sample = Some(t0);
+
+        // Read.
+        let host = src.host_cpus()?;
+        let want = Want {
+            vcpus: true,
+            memory: false,
+        };
+        let sample = ctx.read("vcpu", src, want, host.present)?;
+        let snap = Snapshot {
+            monotonic_ns: nanos(
+                sample
+                    .vcpus_read_at
+                    .unwrap_or_else(|| ctx.clock.monotonic()),
+            ),
+            pcpus: host.online.clone(),
+            vcpus: sample.vcpus.clone(),
+        };
+
+        // Plan.
+        let plan = self.scheduler.plan(&snap);
+
+        // Apply, unit by unit; a stop request is honoured between units.
+        let index = sample.index();
+        let mut applied = 0usize;
+        let mut stopped = false;
+        for unit in units(&plan.pins) {
+            if (ctx.stop)() {
+                stopped = true;
+                break;
+            }
+            for pin in unit {
+                match apply_pin(ctx, src, &index, host.present, pin) {
+                    Step::Took => applied += 1,
+                    // The rest of a swap is not applied without this half.
+                    Step::Failed => break,
+                    Step::Lost(f) => return Err(TickError::Lost(f)),
+                }
+            }
+        }
+
+        // Commit: report and publish.
+        let pins = if ctx.dry_run {
+            format!("{} pin(s) planned, none applied (dry run)", plan.pins.len())
+        } else if stopped {
+            format!("{applied} applied, the rest left undone (stop requested)")
+        } else {
+            format!("{applied} applied")
+        };
+        ctx.log.event(
+            "vcpu",
+            ctx.log
+                .obj("vcpu")
+                .str("event", "interval")
+                .num("stddev_before", plan.stddev_before)
+                .num("stddev_after", plan.stddev_after)
+                .uint("pins_planned", plan.pins.len() as u64)
+                .uint("pins_applied", applied as u64)
+                .str("decision", &plan.decision.to_string())
+                .raw("loads", &loads_json(&plan.loads_before)),
+            &format!("{plan} | {pins}"),
+        );
+        ctx.metrics.pcpu_load = plan.loads_before.clone();
+        ctx.metrics.load_stddev = Some(plan.stddev_before);
+        ctx.metrics.vcpu.intervals_total += 1;
+        ctx.metrics.vcpu.last_duration_seconds =
+            Some(ctx.clock.monotonic().saturating_sub(t0).as_secs_f64());
+        ctx.metrics.vcpu.last_completed_unix_seconds = Some(ctx.clock.wall_unix_seconds());
+        Ok(())
+    }
+}
+
+/// What one pin came to.
+enum Step {
+    /// Applied (or, in a dry run, would have been).
+    Took,
+    /// Not applied; the connection is fine.
+    Failed,
+    /// The connection is gone.
+    Lost(Failure),
+}
+
+/// Applies one pin on the handle read this interval.
+fn apply_pin(
+    ctx: &mut Ctx<'_>,
+    src: &mut dyn Source,
+    index: &BTreeMap<&str, DomId>,
+    present: u32,
+    pin: &Pin,
+) -> Step {
+    let Some(&d) = index.get(pin.domain.as_str()) else {
+        return Step::Failed;
+    };
+    let map = match CpuMap::from_cpus(present, &[pin.pcpu]) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.log.warn("vcpu", &format!("{pin}: {e}"));
+            return Step::Failed;
+        }
+    };
+    let event = ctx
+        .log
+        .obj("vcpu")
+        .str("event", "pin")
+        .str("domain", &pin.name)
+        .uint("vcpu", u64::from(pin.vcpu))
+        .opt_uint("from", pin.from.map(u64::from))
+        .uint("to", u64::from(pin.pcpu))
+        .str("reason", &format!("{:?}", pin.kind).to_lowercase())
+        .bool("dry_run", ctx.dry_run);
+    match ctx.apply(|| src.pin(d, pin.vcpu, &map)) {
+        Outcome::DryRun => {
+            ctx.log.event("vcpu", event, &format!("would pin {pin}"));
+            Step::Took
+        }
+        Outcome::Applied => {
+            ctx.metrics.pins_total += 1;
+            if ctx.log_actions() {
+                ctx.log.event("vcpu", event, &format!("pin {pin}"));
+            }
+            Step::Took
+        }
+        Outcome::Failed(f) => match f.kind {
+            ErrorKind::ConnectionLost => Step::Lost(f),
+            ErrorKind::NoDomain => Step::Failed,
+            _ => {
+                ctx.metrics.pin_failures_total += 1;
+                ctx.log.warn("vcpu", &format!("{pin}: {f}"));
+                Step::Failed
+            }
+        },
+    }
+}
+
+/// The pins in the units they are applied in: the pins of swaps that
+/// exchange vCPUs between the same pCPUs (connected through the pCPUs they
+/// leave and reach) form one unit; every other pin is a unit alone. Units
+/// keep the plan's order of their first pin.
+pub fn units(pins: &[Pin]) -> Vec<Vec<&Pin>> {
+    let mut out: Vec<(Vec<u32>, Vec<&Pin>)> = Vec::new();
+    for pin in pins {
+        if pin.kind != PinKind::Swap {
+            out.push((Vec::new(), vec![pin]));
+            continue;
+        }
+        let cpus: Vec<u32> = pin.from.into_iter().chain([pin.pcpu]).collect();
+        let mut joined: Option<usize> = None;
+        let mut i = 0;
+        while i < out.len() {
+            let touches = out[i].0.iter().any(|c| cpus.contains(c));
+            match (touches, joined) {
+                (true, None) => {
+                    joined = Some(i);
+                    i += 1;
+                }
+                (true, Some(j)) => {
+                    let (c, p) = out.remove(i);
+                    out[j].0.extend(c);
+                    out[j].1.extend(p);
+                }
+                (false, _) => i += 1,
+            }
+        }
+        let j = match joined {
+            Some(j) => j,
+            None => {
+                out.push((Vec::new(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        out[j].0.extend(cpus);
+        out[j].1.push(pin);
+    }
+    out.into_iter().map(|(_, p)| p).collect()
+}
+
+fn loads_json(loads: &[(u32, f64)]) -> String {
+    let items: Vec<String> = loads
+        .iter()
+        .map(|(c, l)| format!("{{\"pcpu\":{c},\"load\":{l:.2}}}"))
+        .collect();
+    format!("[{}]", items.join(","))
+}
