@@ -6,8 +6,8 @@ import re
 
 from .common import fmt, median, percentile, pstdev
 from .guests import oom_kills
-from .samples import (affinity_history, balanced_at, final_affinity, pcpu_series, pin_changes,
-                      window_loads)
+from .samples import (affinity_at, affinity_history, balanced_at, first_hard_pinned, hard_pinned,
+                      pcpu_series, pin_changes, read_affinities, window_loads)
 
 
 class Verdict:
@@ -103,13 +103,20 @@ def eval_cpu(crit, samples, record, guests, kvmsched_t, end_t, interval):
                     f"{total} ({pin_detail(changes)})", f"≤ {crit['pin_changes_max']}")
     if "pin_changes_after_settle_max" in crit:
         _churn(crit, verdict, series, changes, settle_t, end_t, interval, threshold)
-    final = final_affinity(samples)
+    # "at end": the guests that exist at the end (a destroyed guest is not judged), as the last
+    # sample before the end saw them; a vCPU of a live guest missing there is not pinned
+    alive = record.guests_at(end_t)
+    final = affinity_at(samples, end_t, alive)
+    for g in guests:
+        for i in range(g.vcpus if g.name in alive else 0):
+            final.setdefault((g.name, i), "no sample")
     if crit.get("hard_pinned", "no") == "yes":
-        loose = [f"{g}/{i}={a}" for (g, i), a in sorted(final.items()) if "+" in a or a == "-"]
+        loose = [f"{g}/{i}={a}" for (g, i), a in sorted(final.items()) if not hard_pinned(a)]
         verdict.add("every vCPU hard-pinned (affinity = one pCPU) at end", not loose,
-                    "all" if not loose else "not: " + ", ".join(loose), "all vCPUs")
+                    f"all {len(final)} of {', '.join(sorted(alive))}" if not loose else "not: " + ", ".join(loose),
+                    "all vCPUs of the guests running at the end")
     if crit.get("heavy_light_per_pcpu", "no") == "yes":
-        _heavy_light(verdict, samples, guests, final)
+        _heavy_light(verdict, samples, [g for g in guests if g.name in alive], final)
     return verdict, info
 
 
@@ -146,7 +153,7 @@ def _heavy_light(verdict, samples, guests, final):
     kinds = {g.name: g.kind for g in guests}
     per_pcpu = {}
     for (g, _i), a in final.items():
-        if "+" not in a and a != "-":
+        if hard_pinned(a):
             per_pcpu.setdefault(int(a), []).append(kinds[g])
     ok = True
     npcpu = samples.npcpu
@@ -334,10 +341,11 @@ def _libvirtd_restart(scenario, samples, record, kill, back, interval, verdict):
     target = seed.event.cpuset.replace(",", "+")
     firsts = []
     for key, hist in affinity_history(samples).items():
+        hist = read_affinities(hist)
         for (_t0, a0), (t1, a1) in zip(hist, hist[1:]):
-            # kvmsched's, not the re-seed's: after the kill, and before the re-seed began
-            # or to another pCPU than the re-seed's
-            if t1 > kill.t and a1 != a0 and (t1 < seed.t or a1 != target):
+            # kvmsched's, not the re-seed's: after libvirtd was launched again, and before the
+            # re-seed began or to another pCPU than the re-seed's
+            if t1 >= back.t and a1 != a0 and (t1 < seed.t or a1 != target):
                 firsts.append((t1, f"{key[0]}/vcpu{key[1]} {a0}→{a1}"))
                 break
     first = min(firsts, default=None)
@@ -349,16 +357,18 @@ def _libvirtd_restart(scenario, samples, record, kill, back, interval, verdict):
                 f"({balanced_t - seed.done_t:.1f} s after the re-seed)", f"≤ {n2 * interval:g} s (+2 s smoothing)")
     if first:
         notes.append(f"reconnect time (first pin change by kvmsched after the outage, measured): "
-                     f"{first[0] - back.t:.1f} s after libvirtd was launched, {first[0] - back_t:+.1f} s "
-                     f"after virsh got an answer ({first[1]} at t={first[0]:.1f}; libvirtd launched "
-                     f"t={back.t:.1f}, answering t={back_t:.1f}, re-seed t={seed.t:.1f}–{seed.done_t:.1f})")
+                     f"{first[0] - back.t:.1f} s after libvirtd was launched ({first[1]} at t={first[0]:.1f}; "
+                     f"libvirtd launched t={back.t:.1f}, answering t={back_t:.1f}, re-seed "
+                     f"t={seed.t:.1f}–{seed.done_t:.1f})")
     else:
         notes.append("reconnect time: no pin change by kvmsched after the re-seed")
     return notes
 
 
 def _adoption(crit, samples, record, guests, interval, verdict):
-    """Guests started mid-run: hard-pinned within N intervals of their 'kvl: ready'."""
+    """Guests started mid-run: hard-pinned within N intervals of their 'kvl: ready'. Adoption
+    time = the first sample after `virsh start` with every vCPU hard-pinned; a guest adopted
+    during its boot counts 0 after ready, so no duration is negative."""
     notes = []
     n = float(crit["adopt_within_intervals"])
     for rec in record.events:
@@ -367,28 +377,29 @@ def _adoption(crit, samples, record, guests, interval, verdict):
         g = next(x for x in guests if x.name == rec.event.guest)
         ready_t = record.since_start(g.ready)
         start_t = record.since_start(g.started)
-        pinned_t = None
-        by_t = {}
-        for r in samples.vcpu_rows:
-            if r["guest"] == g.name:
-                by_t.setdefault(r["t"], {})[r["vcpu"]] = r["affinity"]
-        for t, affinities in sorted(by_t.items()):
-            if len(affinities) == g.vcpus and all("+" not in a and a != "-" for a in affinities.values()):
-                pinned_t = t
-                break
         name = f"{g.name} (started mid-run) hard-pinned within {n:g} intervals of ready"
         if ready_t is None:
             verdict.add(name, False, "guest never ready", "ready")
             continue
-        figure = ("never hard-pinned" if pinned_t is None else
-                  f"hard-pinned at t={pinned_t:.1f}: {(pinned_t - ready_t) / interval:+.2f} intervals "
-                  f"({pinned_t - ready_t:+.1f} s) after ready, {(pinned_t - start_t) / interval:.2f} intervals "
-                  f"({pinned_t - start_t:.1f} s) after virsh start (ready {ready_t - start_t:.1f} s after start)")
-        verdict.add(name, pinned_t is not None and pinned_t <= ready_t + n * interval + 1, figure,
+        pinned_t = first_hard_pinned(samples, g.name, g.vcpus, start_t)
+        if pinned_t is None:
+            verdict.add(name, False, "never hard-pinned", f"≤ {n * interval:g} s after ready (+1 s sampling)")
+            continue
+        after_start = pinned_t - start_t          # >= 0: searched from start_t on
+        after_ready = max(0.0, pinned_t - ready_t)  # 0: adopted while it booted
+        boot = f"ready {ready_t - start_t:.1f} s after start"
+        if pinned_t <= ready_t:
+            figure = (f"already hard-pinned when ready: at t={pinned_t:.1f}, {after_start / interval:.2f} "
+                      f"intervals ({after_start:.1f} s) after virsh start ({boot})")
+        else:
+            figure = (f"hard-pinned at t={pinned_t:.1f}: {after_ready / interval:.2f} intervals "
+                      f"({after_ready:.1f} s) after ready, {after_start / interval:.2f} intervals "
+                      f"({after_start:.1f} s) after virsh start ({boot})")
+        verdict.add(name, after_ready <= n * interval + 1, figure,
                     f"≤ {n * interval:g} s after ready (+1 s sampling)")
-        if pinned_t is not None:
-            notes.append(f"intervals to adopt {g.name}: {(pinned_t - ready_t) / interval:+.2f} after ready, "
-                         f"{(pinned_t - start_t) / interval:.2f} after virsh start")
+        notes.append(f"intervals to adopt {g.name}: {after_ready / interval:.2f} after ready"
+                     + (" (adopted while it booted)" if pinned_t <= ready_t else "")
+                     + f", {after_start / interval:.2f} after virsh start")
     return notes
 
 

@@ -119,18 +119,37 @@ def affinity_history(samples):
     return hist
 
 
+def read_affinities(hist):
+    """A vCPU's history without the samples whose affinity was not read ('-', e.g. the guest
+    going away between domstats and vcpuinfo): those are not a pin change."""
+    return [(t, a) for t, a in hist if a != "-"]
+
+
 def pin_changes(samples, after_t):
     """{(guest, vcpu): (count, [t])}: measured affinity changes between samples after after_t."""
     res = {}
     for key, hist in affinity_history(samples).items():
+        hist = read_affinities(hist)
         times = [t1 for (_t0, a0), (t1, a1) in zip(hist, hist[1:]) if a1 != a0 and t1 > after_t]
         res[key] = (len(times), times)
     return res
 
 
+def first_hard_pinned(samples, guest, vcpus, from_t):
+    """First sample time >= from_t at which every vCPU of `guest` is hard-pinned; None if never."""
+    by_t = {}
+    for r in samples.vcpu_rows:
+        if r["guest"] == guest and r["t"] >= from_t:
+            by_t.setdefault(r["t"], {})[r["vcpu"]] = r["affinity"]
+    for t, affinities in sorted(by_t.items()):
+        if len(affinities) == vcpus and all(hard_pinned(a) for a in affinities.values()):
+            return t
+    return None
+
+
 def affinity_at(samples, t, guests=None):
     """{(guest, vcpu): affinity} in the last sample at or before t, of the guests in `guests`
-    (names; all if None). A guest absent from that sample is absent from the result."""
+    (names; all if None). A vCPU absent from that sample is absent from the result."""
     at_or_before = [r["t"] for r in samples.vcpu_rows if r["t"] <= t]
     if not at_or_before:
         return {}
