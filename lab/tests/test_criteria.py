@@ -137,3 +137,44 @@ class MemoryCriteriaTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RecordedRunTest(unittest.TestCase):
+    """cpu-all-on-one --short recorded on this machine (2026-12-01, kvmsched vcpu 4, started at
+    t=65.3, stopped at t=95.3; balanced by moving kvl-2 and kvl-3 to pCPU1 at t=70)."""
+    KVMSCHED_T, END_T = 65.3, 95.3
+    CRITERIA = {"stddev_max": "5", "settle_within_intervals": "3", "pin_changes_after_settle_max": "0"}
+
+    def recorded(self):
+        import os
+        from kvmlab.samples import Samples
+        from tests.fixtures import DATA
+        outdir = os.path.join(DATA, "cpu-all-on-one-short")
+        samples = Samples.load(outdir)
+        guests = [guest(i, outdir, started=0.0, ready=1.0) for i in range(1, 5)]
+        return samples, guests, record(outdir, initial=[g.name for g in guests])
+
+    def test_recorded_run_passes(self):
+        samples, guests, rec = self.recorded()
+        verdict, info = eval_cpu(self.CRITERIA, samples, rec, guests, self.KVMSCHED_T, self.END_T, 4.0)
+        self.assertTrue(verdict.ok, verdict.md())
+        self.assertEqual(info["pin_changes_total"][0], 2)
+        self.assertAlmostEqual(info["settle_t"] - self.KVMSCHED_T, 6.5, delta=0.1)
+
+    def test_recorded_run_with_a_swap_at_balanced_loads_fails(self):
+        # kvl-1 and kvl-2 exchange pCPUs at t >= 85 while the measured loads were balanced
+        samples, guests, rec = self.recorded()
+        swap = {"0": "1", "1": "0"}
+        for r in samples.vcpu_rows:
+            if r["t"] >= 85 and r["guest"] in ("kvl-1", "kvl-2"):
+                r["affinity"] = swap[r["affinity"]]
+        verdict, _info = eval_cpu(self.CRITERIA, samples, rec, guests, self.KVMSCHED_T, self.END_T, 4.0)
+        ok, figure = find(verdict, "pin changes after balanced while")
+        self.assertFalse(ok)
+        self.assertTrue(figure.startswith("2 (kvl-1/vcpu0: 1 at t=85; kvl-2/vcpu0: 1 at t=85)"), figure)
+
+    def test_recorded_run_with_a_tighter_threshold_fails(self):
+        samples, guests, rec = self.recorded()
+        criteria = dict(self.CRITERIA, stddev_max="0.5")
+        verdict, _info = eval_cpu(criteria, samples, rec, guests, self.KVMSCHED_T, self.END_T, 4.0)
+        self.assertFalse(find(verdict, "steady std-dev")[0])
