@@ -116,7 +116,7 @@ def run_scenario(name, short=False):
     if scenario.kind == "cpu":
         verdict, info = eval_cpu(scenario.criteria, samples, record, guests, kvmsched_t, end_t, interval)
     else:
-        verdict, info = eval_mem(scenario.criteria, samples, guests, kvmsched_t, end_t)
+        verdict, info = eval_mem(scenario.criteria, samples, record, guests, kvmsched_t, end_t)
         if reserve is not None:
             eval_reserve(scenario.criteria, samples, guests, kvmsched_t, host_free, reserve, verdict)
     fault_notes = eval_faults(scenario, samples, record, guests, kvmsched_t, end_t, interval, verdict)

@@ -216,8 +216,9 @@ def eval_reserve(crit, samples, guests, kvmsched_t, host_free_at_start, reserve,
                      f"{host_free_at_start - reserve:.0f}); host free+buffers+cached min {host_min:.0f} MiB")
 
 
-def memory_figures(samples, guests, kvmsched_t):
-    """{guest: start/peak/end actual, largest drop (MiB, t), min/end unused} after kvmsched start."""
+def memory_figures(samples, record, guests, kvmsched_t):
+    """{guest: start/peak/end actual, largest drop (MiB, t), min/end unused} after kvmsched start.
+    A restart (new QEMU process at the XML's currentMemory) is not a drop."""
     by_guest = {}
     for r in samples.mem_rows:
         by_guest.setdefault(r["guest"], []).append(r)
@@ -227,7 +228,18 @@ def memory_figures(samples, guests, kvmsched_t):
         actual = [(r["t"], r["actual_mib"]) for r in rows]
         after = [a for t, a in actual if t >= kvmsched_t]
         at_start = next((a for t, a in actual if t >= kvmsched_t), float("nan"))
-        drops = [(a0 - a1, t1) for (t0, a0), (t1, a1) in zip(actual, actual[1:]) if t1 >= kvmsched_t]
+        # after a restart QEMU reports the maximum until the guest's driver, loaded before it is
+        # ready, takes the balloon to the XML's currentMemory: that fall is the boot's, not kvmsched's
+        booting = []
+        ready_t = record.since_start(g.ready)
+        for r in record.events:
+            if r.action == "restart" and r.event.guest == g.name:
+                settled = float("inf")
+                if ready_t is not None and ready_t > r.t:
+                    settled = next((t for t, a in actual if t >= ready_t and a <= g.mem + 1), settled)
+                booting.append((r.t, settled))
+        drops = [(a0 - a1, t1) for (t0, a0), (t1, a1) in zip(actual, actual[1:])
+                 if t1 >= kvmsched_t and not any(start <= t1 <= end for start, end in booting)]
         unused_after = [r["unused_mib"] for r in rows if r["t"] >= kvmsched_t and r["unused_mib"] != ""]
         info[g.name] = {"start": at_start, "peak": max(after, default=float("nan")),
                         "end": after[-1] if after else float("nan"),
@@ -237,9 +249,9 @@ def memory_figures(samples, guests, kvmsched_t):
     return info
 
 
-def eval_mem(crit, samples, guests, kvmsched_t, end_t):
+def eval_mem(crit, samples, record, guests, kvmsched_t, end_t):
     verdict = Verdict()
-    info = memory_figures(samples, guests, kvmsched_t)
+    info = memory_figures(samples, record, guests, kvmsched_t)
     within = float(crit.get("consumer_reach_max_within_mib", 100))
     for g in guests:
         fig = info[g.name]
@@ -309,6 +321,8 @@ def eval_faults(scenario, samples, record, guests, kvmsched_t, end_t, interval, 
     if "adopt_within_intervals" in crit:
         notes += _adoption(crit, samples, record, guests, interval, verdict)
     _memory_faults(crit, samples, guests, kvmsched_t, verdict)
+    if "grown_after_restart_min_mib" in crit:
+        _grown_after_restart(crit, samples, record, guests, kvmsched_t, verdict)
     if crit.get("readonly_connection", "no") == "yes":
         seen = [cl for _t, cl in (watcher.clients if watcher else []) if cl]
         readonly = sorted({r for cl in seen for _i, r in cl})
@@ -443,6 +457,57 @@ def _memory_faults(crit, samples, guests, kvmsched_t, verdict):
         verdict.add("setup: no balloon stats (unused) from the no-driver guest, stats from the others", ok,
                     ", ".join(f"{k}: {'unused reported' if x else 'no unused'}" for k, x in has_unused.items()),
                     "as configured")
+
+
+def largest_rise(points):
+    """[(t, v)] -> (rise, from_t, from_v, to_t, to_v): the largest v_j - v_i with i <= j."""
+    best, low = (0.0, None, None, None, None), None
+    for t, v in points:
+        if low is None or v < low[1]:
+            low = (t, v)
+        if v - low[1] > best[0]:
+            best = (v - low[1], low[0], low[1], t, v)
+    return best
+
+
+def _grown_after_restart(crit, samples, record, guests, kvmsched_t, verdict):
+    """grown_after_restart_min_mib = kvl-N:MiB[,...]: the guest's measured balloon actual rose by
+    MiB after kvmsched started and before its (first) restart event (the setup: kvmsched grows
+    it at all), and rose by MiB again after the restarted guest was ready. Until its balloon
+    driver loads, QEMU reports the maximum as actual, then the driver takes it to the XML's
+    currentMemory: so "rose" is the largest rise over the samples after ready. Beside it: how
+    much the guest's QEMU rss grew (it consumes) and how many distinct balloon `unused` values
+    it reported (one = the driver's single report at load, stale: no stats period)."""
+    for part in crit["grown_after_restart_min_mib"].split(","):
+        name, mib = (x.strip() for x in part.split(":"))
+        need = float(mib)
+        after_title = f"{name} grown again after its restart (actual up ≥ {need:g} MiB while it consumes)"
+        restart = next((r for r in record.events if r.action == "restart" and r.event.guest == name), None)
+        if restart is None:
+            verdict.add(after_title, False, "no restart event", "a restart event")
+            continue
+        rows = [r for r in samples.mem_rows if r["guest"] == name]
+        before = [(r["t"], r["actual_mib"]) for r in rows if kvmsched_t <= r["t"] < restart.t]
+        rise = largest_rise(before)
+        verdict.add(f"{name} grown before its restart (setup: kvmsched grows it at all)", rise[0] >= need,
+                    f"{fmt(rise[2], 0)} → {fmt(rise[4], 0)} MiB (+{rise[0]:.0f}) before t={restart.t:.0f}"
+                    if before else "no sample", f"≥ +{need:g} MiB")
+        g = next((x for x in guests if x.name == name), None)
+        ready_t = record.since_start(g.ready) if g else None
+        if ready_t is None or ready_t < restart.t:
+            verdict.add(after_title, False, "not ready again after the restart", f"≥ +{need:g} MiB")
+            continue
+        after = [r for r in rows if r["t"] >= ready_t]
+        rise = largest_rise([(r["t"], r["actual_mib"]) for r in after])
+        rss = [r["rss_mib"] for r in after if r["rss_mib"] != ""]
+        unused = {r["unused_mib"] for r in after if r["unused_mib"] != ""}
+        figure = (f"largest rise after ready (t={ready_t:.0f}): "
+                  + (f"{rise[2]:.0f} → {rise[4]:.0f} MiB (+{rise[0]:.0f}, t={rise[1]:.0f}–{rise[3]:.0f})"
+                     if rise[1] is not None else f"none ({len(after)} samples)")
+                  + (f"; QEMU rss {rss[0]:.0f} → {max(rss):.0f} MiB" if rss else "")
+                  + f"; distinct balloon unused values after ready: {len(unused)}"
+                  + (" (stale: no stats period)" if len(unused) <= 1 else ""))
+        verdict.add(after_title, rise[0] >= need, figure, f"≥ +{need:g} MiB")
 
 
 def _metrics(watcher, kill, back, verdict):

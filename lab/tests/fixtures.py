@@ -41,12 +41,13 @@ def pcpu_csv(loads_by_t):
 
 
 def mem_csv(rows):
-    """rows: (t, guest, actual[, unused]) -> mem.csv text."""
+    """rows: (t, guest, actual[, unused[, rss]]) -> mem.csv text."""
     lines = ["t,guest,actual_mib,unused_mib,available_mib,usable_mib,rss_mib"]
     for row in rows:
         t, guest, actual = row[:3]
         unused = row[3] if len(row) > 3 else ""
-        lines.append(f"{t},{guest},{actual},{unused},,,")
+        rss = row[4] if len(row) > 4 else ""
+        lines.append(f"{t},{guest},{actual},{unused},,,{rss}")
     return "\n".join(lines)
 
 

@@ -113,25 +113,25 @@ MEM_CRITERIA = {"consumer_reach_max_within_mib": "100", "released_fraction_min":
 class MemoryCriteriaTest(unittest.TestCase):
     def test_consumer_run_passes(self):
         samples, guests = mem_run()
-        verdict, info = eval_mem(MEM_CRITERIA, samples, guests, 10.0, 120.0)
+        verdict, info = eval_mem(MEM_CRITERIA, samples, record(''), guests, 10.0, 120.0)
         self.assertTrue(verdict.ok, verdict.md())
         self.assertEqual(info["kvl-1"]["peak"], 2000.0)
 
     def test_consumer_short_of_max_fails(self):
         samples, guests = mem_run(peak=1500.0)
-        verdict, _ = eval_mem(MEM_CRITERIA, samples, guests, 10.0, 120.0)
+        verdict, _ = eval_mem(MEM_CRITERIA, samples, record(''), guests, 10.0, 120.0)
         self.assertFalse(find(verdict, "kvl-1 (consumer to max) reaches")[0])
 
     def test_sudden_release_fails_gradual(self):
         samples, guests = mem_run(drop=600.0)
-        verdict, _ = eval_mem(MEM_CRITERIA, samples, guests, 10.0, 120.0)
+        verdict, _ = eval_mem(MEM_CRITERIA, samples, record(''), guests, 10.0, 120.0)
         ok, figure = find(verdict, "gradual:")
         self.assertFalse(ok)
         self.assertIn("600.0 MiB (kvl-1", figure)
 
     def test_idle_guest_squeezed_fails(self):
         samples, guests = mem_run(idle_unused=40.0)
-        verdict, _ = eval_mem(MEM_CRITERIA, samples, guests, 10.0, 120.0)
+        verdict, _ = eval_mem(MEM_CRITERIA, samples, record(''), guests, 10.0, 120.0)
         self.assertFalse(find(verdict, "kvl-2 (idle) keeps unused memory")[0])
 
 
