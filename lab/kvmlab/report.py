@@ -13,7 +13,7 @@ def cpu_table(samples, guests, before_window, after_window):
     bu, au = guest_usage(samples, *before_window), guest_usage(samples, *after_window)
     hist = affinity_history(samples)
 
-    def affinity_at(g, t):
+    def shown_affinity(g, t):
         out = []
         for i in range(g.vcpus):
             h = [a for tt, a in hist.get((g.name, i), []) if tt <= t]
@@ -28,8 +28,8 @@ def cpu_table(samples, guests, before_window, after_window):
                  f"{fmt(pstdev(am) if am else None, 2)} |")
     lines.append(f"| median per-sample std-dev | {fmt(median(bsd), 2)} | {fmt(median(asd), 2)} |")
     for g in guests:
-        lines.append(f"| {g.name} ({g.kind}) usage % / affinity | {fmt(bu.get(g.name))} / {affinity_at(g, bw[1])} | "
-                     f"{fmt(au.get(g.name))} / {affinity_at(g, aw[1])} |")
+        lines.append(f"| {g.name} ({g.kind}) usage % / affinity | {fmt(bu.get(g.name))} / {shown_affinity(g, bw[1])} | "
+                     f"{fmt(au.get(g.name))} / {shown_affinity(g, aw[1])} |")
     return "\n".join(lines)
 
 

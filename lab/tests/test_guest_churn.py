@@ -4,7 +4,7 @@ import re
 import types
 import unittest
 
-from kvmlab.criteria import Verdict, eval_cpu, eval_faults
+from kvmlab.criteria import eval_cpu, eval_faults
 
 from tests.fixtures import event, guest, load, pcpu_csv, record, vcpu_csv
 
