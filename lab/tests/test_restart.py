@@ -141,3 +141,27 @@ class RecordedRestartTest(unittest.TestCase):
         self.assertIn("(stale: no stats period)", after)
         _verdict, info = eval_mem({}, samples, rec, guests, 24.6, 154.6)
         self.assertLess(info["kvl-2"]["maxdrop"][0], 256)  # the restart's fall is not a drop
+
+
+class RecordedFixedRestartTest(unittest.TestCase):
+    """The same scenario recorded at 14:32 UTC after main merged the daemon's per-instance stats
+    period (/work/main's release rebuilt at 14:17): kvmsched started at t=17.7, kvl-2 restarted
+    at t=62.7, ready again at t=74; grown 512 -> 2048 MiB after it."""
+
+    def test_fixed_kvmsched_passes(self):
+        import os
+        from kvmlab.samples import Samples
+        from tests.fixtures import DATA
+        outdir = os.path.join(DATA, "mem-restart-no-period-fixed")
+        samples = Samples.load(outdir)
+        guests = [guest(1, outdir, workload="idle", memory=512, max_memory=2048, started=0.0, ready=5.0),
+                  guest(2, outdir, workload="idle:12,mem,grow=40,upto=max", memory=512, max_memory=2048,
+                        started=63.0, ready=74.0, stats_period=None)]
+        rec = record(outdir, initial=["kvl-1", "kvl-2"], events=[event(62.7, "restart kvl-2", done_t=63.0)])
+        verdict = Verdict()
+        scenario = types.SimpleNamespace(criteria=CRITERIA, dry_run=False)
+        eval_faults(scenario, samples, rec, guests, 17.7, 147.7, INTERVAL, verdict)
+        self.assertTrue(verdict.ok, verdict.md())
+        _ok, after = row(verdict, "kvl-2 grown again after its restart")
+        self.assertIn("512 → 2048 MiB (+1536", after)
+        self.assertNotIn("stale", after)
