@@ -1,0 +1,260 @@
+//! Step 2 of a plan: usage. Cumulative vCPU times become percent of one
+//! pCPU, smoothed per vCPU and summed per guest, and every vCPU gets the
+//! weight the placement and balancing steps plan with.
+//!
+//! Also the shared formulas every reader of pCPU loads uses (`status` too):
+//! [`usage_pct`], [`load_pcpu`], [`single_pin`], [`sum_sq`] and [`stddev`].
+
+use std::collections::HashMap;
+
+use super::{Snapshot, VcpuConfig, VcpuSample};
+
+/// Tolerance for float comparisons against thresholds.
+pub(super) const EPS: f64 = 1e-9;
+
+/// The single pCPU an affinity pins to, if it names exactly one.
+pub fn single_pin(affinity: &[u32]) -> Option<u32> {
+    match affinity {
+        [c] => Some(*c),
+        _ => None,
+    }
+}
+
+/// The pCPU a vCPU's load is counted on: its single pin, else the pCPU it
+/// was running on when sampled.
+pub fn load_pcpu(affinity: &[u32], running_on: Option<u32>) -> Option<u32> {
+    single_pin(affinity).or(running_on)
+}
+
+/// Usage in percent of one pCPU: `Δ cpu_time / Δ wall × 100`, capped at
+/// 100; `None` if the counter went backwards or no time passed.
+pub fn usage_pct(cpu_ns: (u64, u64), wall_ns: (u64, u64)) -> Option<f64> {
+    let d_cpu = cpu_ns.1.checked_sub(cpu_ns.0)?;
+    let d_wall = wall_ns.1.checked_sub(wall_ns.0).filter(|&d| d > 0)?;
+    Some((d_cpu as f64 / d_wall as f64 * 100.0).min(100.0))
+}
+
+/// Sum of squared deviations from the mean.
+pub fn sum_sq(loads: &[f64]) -> f64 {
+    if loads.is_empty() {
+        return 0.0;
+    }
+    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    loads.iter().map(|l| (l - mean) * (l - mean)).sum()
+}
+
+/// Population standard deviation, 0 for no values.
+pub fn stddev(loads: &[f64]) -> f64 {
+    if loads.is_empty() {
+        return 0.0;
+    }
+    (sum_sq(loads) / loads.len() as f64).sqrt()
+}
+
+/// The EWMA with its jump rule, for a vCPU's usage and a guest's demand
+/// alike: `raw` replaces the previous value at once if there is none, if
+/// it differs by `jump` points or more, or if `reset` (its pCPU's sharing
+/// changed); otherwise it is blended in with weight `smoothing`.
+fn smooth(prev: Option<f64>, raw: f64, reset: bool, cfg: &VcpuConfig) -> f64 {
+    match prev {
+        Some(u) if !reset && (raw - u).abs() < cfg.jump => {
+            cfg.smoothing * raw + (1.0 - cfg.smoothing) * u
+        }
+        _ => raw,
+    }
+}
+
+/// What is kept of one vCPU between snapshots.
+#[derive(Debug, Clone, Copy)]
+struct VcpuHistory {
+    vcpu: u32,
+    cpu_time_ns: u64,
+    at_ns: u64,
+    /// Smoothed usage, once two readings exist.
+    usage: Option<f64>,
+    /// The single pCPU it was pinned to at that reading.
+    pin: Option<u32>,
+}
+
+/// What is kept of one guest (domain) between snapshots.
+#[derive(Debug, Clone, Default)]
+struct GuestHistory {
+    /// Sorted by vCPU number.
+    vcpus: Vec<VcpuHistory>,
+}
+
+/// One vCPU of a snapshot as the later steps see it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Measured<'a> {
+    pub sample: &'a VcpuSample,
+    /// Smoothed usage, `None` until two readings exist.
+    pub usage: Option<f64>,
+    /// The load the planner counts for it (0 without usage).
+    pub weight: f64,
+}
+
+/// Usage history of every vCPU seen in the last snapshot.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Tracker {
+    /// Domain UUID → its history.
+    guests: HashMap<String, GuestHistory>,
+}
+
+/// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped.
+fn sorted(snap: &Snapshot) -> Vec<&VcpuSample> {
+    let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
+    order.sort_by(|a, b| (a.domain.as_str(), a.vcpu).cmp(&(b.domain.as_str(), b.vcpu)));
+    order.dedup_by(|a, b| a.domain == b.domain && a.vcpu == b.vcpu);
+    order
+}
+
+/// Index ranges of `order`'s runs of one domain.
+fn guest_runs(order: &[&VcpuSample]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=order.len() {
+        if i == order.len() || order[i].domain != order[start].domain {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    runs
+}
+
+impl Tracker {
+    /// Smoothed usage of a vCPU as of the last update.
+    pub fn usage(&self, domain: &str, vcpu: u32) -> Option<f64> {
+        let g = self.guests.get(domain)?;
+        let j = g.vcpus.binary_search_by_key(&vcpu, |h| h.vcpu).ok()?;
+        g.vcpus[j].usage
+    }
+
+    /// Whether some vCPU of `snap` has no earlier reading to measure its
+    /// usage against (new, or its counter went backwards).
+    pub fn lacks_reading(&self, snap: &Snapshot) -> bool {
+        snap.vcpus.iter().any(|s| {
+            let prev = self.guests.get(&s.domain).and_then(|g| {
+                let j = g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu).ok()?;
+                Some(g.vcpus[j])
+            });
+            !matches!(prev, Some(p) if p.cpu_time_ns <= s.cpu_time_ns)
+        })
+    }
+
+    /// Records a reading for the vCPUs of `snap` that have none (or whose
+    /// counter went backwards) and leaves every other history untouched,
+    /// so their next usage still spans the whole interval.
+    pub fn observe(&mut self, snap: &Snapshot) {
+        for s in sorted(snap) {
+            let g = self.guests.entry(s.domain.clone()).or_default();
+            let fresh = VcpuHistory {
+                vcpu: s.vcpu,
+                cpu_time_ns: s.cpu_time_ns,
+                at_ns: snap.monotonic_ns,
+                usage: None,
+                pin: single_pin(&s.affinity),
+            };
+            match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
+                Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
+                Ok(j) => g.vcpus[j] = fresh,
+                Err(j) => g.vcpus.insert(j, fresh),
+            }
+        }
+    }
+
+    /// Updates the history from `snap` and returns its vCPUs sorted by
+    /// (domain, vCPU), deduplicated, with their usage and weight. History
+    /// of vanished vCPUs and domains is dropped.
+    pub fn measure<'a>(&mut self, snap: &'a Snapshot, cfg: &VcpuConfig) -> Vec<Measured<'a>> {
+        let order = sorted(snap);
+        let runs = guest_runs(&order);
+
+        // Pass 1: pair each sample with its previous reading and note the
+        // pCPUs whose set of pinned vCPUs changed since then.
+        let mut old = std::mem::take(&mut self.guests);
+        let mut prevs: Vec<Option<VcpuHistory>> = Vec::with_capacity(order.len());
+        let mut changed: Vec<u32> = Vec::new();
+        let mut keys: Vec<String> = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let dom = order[run.start].domain.as_str();
+            let (key, prev) = old
+                .remove_entry(dom)
+                .unwrap_or_else(|| (dom.to_string(), GuestHistory::default()));
+            let mut matched = 0;
+            for s in &order[run.clone()] {
+                let p = prev
+                    .vcpus
+                    .binary_search_by_key(&s.vcpu, |h| h.vcpu)
+                    .ok()
+                    .map(|j| prev.vcpus[j]);
+                matched += usize::from(p.is_some());
+                let (was, now) = (p.and_then(|h| h.pin), single_pin(&s.affinity));
+                if p.is_none() || was != now {
+                    changed.extend(was);
+                    changed.extend(now);
+                }
+                prevs.push(p);
+            }
+            if matched < prev.vcpus.len() {
+                // vCPUs of this domain that vanished.
+                let gone = prev.vcpus.iter().filter(|h| {
+                    order[run.clone()]
+                        .binary_search_by_key(&h.vcpu, |s| s.vcpu)
+                        .is_err()
+                });
+                changed.extend(gone.filter_map(|h| h.pin));
+            }
+            keys.push(key);
+        }
+        // Domains that vanished.
+        changed.extend(
+            old.values()
+                .flat_map(|g| g.vcpus.iter().filter_map(|h| h.pin)),
+        );
+        changed.sort_unstable();
+        changed.dedup();
+
+        // Pass 2: usage per vCPU, then each guest's weights.
+        let now = snap.monotonic_ns;
+        let mut out = Vec::with_capacity(order.len());
+        for (run, key) in runs.into_iter().zip(keys) {
+            let mut guest = GuestHistory {
+                vcpus: Vec::with_capacity(run.len()),
+            };
+            for j in run {
+                let (s, prev) = (order[j], prevs[j]);
+                let pin = single_pin(&s.affinity);
+                let fresh = VcpuHistory {
+                    vcpu: s.vcpu,
+                    cpu_time_ns: s.cpu_time_ns,
+                    at_ns: now,
+                    usage: None,
+                    pin,
+                };
+                let h = match prev {
+                    Some(p) if p.cpu_time_ns == s.cpu_time_ns && p.at_ns == now => p,
+                    Some(p) => match usage_pct((p.cpu_time_ns, s.cpu_time_ns), (p.at_ns, now)) {
+                        Some(raw) => {
+                            // Its pCPU's sharing changed: old samples no longer apply.
+                            let reset = pin.map_or(true, |c| changed.binary_search(&c).is_ok());
+                            VcpuHistory {
+                                usage: Some(smooth(p.usage, raw, reset, cfg)),
+                                ..fresh
+                            }
+                        }
+                        None => fresh,
+                    },
+                    None => fresh,
+                };
+                guest.vcpus.push(h);
+                out.push(Measured {
+                    sample: s,
+                    usage: h.usage,
+                    weight: h.usage.unwrap_or(0.0),
+                });
+            }
+            self.guests.insert(key, guest);
+        }
+        out
+    }
+}
