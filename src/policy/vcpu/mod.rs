@@ -30,7 +30,10 @@
 //!    `threshold`, nothing moves (no churn). A small imbalance (at most
 //!    twice the threshold) must persist `confirm` intervals first. Then a
 //!    greedy local search moves and swaps vCPUs until the std-dev is within
-//!    the threshold, with the fewest pin changes it finds.
+//!    the **aim** (default half the threshold), with the fewest pin changes
+//!    it finds. Planning below the trigger leaves room for noise: a plan
+//!    that stopped just under the threshold would be pushed back over it
+//!    by the next interval's noise.
 //! 5. The plan ([`report`]) lists only pins that change something, sorted
 //!    by domain and vCPU. Everything is ordered by `(domain, vCPU)` and
 //!    pCPU id, so the same input always gives the same plan.
@@ -110,6 +113,9 @@ pub struct Snapshot {
 pub struct VcpuConfig {
     /// Std-dev of pCPU loads (points) at or below which nothing moves.
     pub threshold: f64,
+    /// Std-dev (points) a rebalance plans down to once triggered, in
+    /// `[0, threshold]`; `None` = half the threshold.
+    pub aim: Option<f64>,
     /// Most pin changes rebalancing may make per interval (a swap is two).
     /// Initial placement is not counted: it is always done.
     pub max_moves: usize,
@@ -133,6 +139,7 @@ impl Default for VcpuConfig {
     fn default() -> Self {
         VcpuConfig {
             threshold: DEFAULT_THRESHOLD,
+            aim: None,
             max_moves: DEFAULT_MAX_MOVES,
             smoothing: DEFAULT_SMOOTHING,
             jump: DEFAULT_JUMP,
@@ -148,6 +155,14 @@ impl VcpuConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.threshold.is_finite() && self.threshold >= 0.0) {
             return Err(format!("threshold must be >= 0, got {}", self.threshold));
+        }
+        if let Some(aim) = self.aim {
+            if !(aim.is_finite() && aim >= 0.0 && aim <= self.threshold) {
+                return Err(format!(
+                    "aim must be in [0, threshold = {}], got {aim}",
+                    self.threshold
+                ));
+            }
         }
         if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
             return Err(format!(
@@ -167,11 +182,19 @@ impl VcpuConfig {
         Ok(())
     }
 
+    /// The aim in force: `aim`, or half the threshold.
+    pub fn effective_aim(&self) -> f64 {
+        self.aim.unwrap_or(self.threshold / 2.0)
+    }
+
     /// Replaces invalid values by their defaults.
     fn sanitized(mut self) -> Self {
         let d = VcpuConfig::default();
         if !(self.threshold.is_finite() && self.threshold >= 0.0) {
             self.threshold = d.threshold;
+        }
+        if matches!(self.aim, Some(a) if !(a.is_finite() && a >= 0.0 && a <= self.threshold)) {
+            self.aim = d.aim;
         }
         if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
             self.smoothing = d.smoothing;
@@ -277,6 +300,7 @@ impl Scheduler {
             stddev_before,
             stddev_after: stddev_before,
             threshold,
+            aim: self.cfg.effective_aim(),
             placed: 0,
             decision: Decision::Idle,
         };
@@ -296,7 +320,7 @@ impl Scheduler {
         } else {
             self.decide(stddev(&layout.load)).unwrap_or_else(|| {
                 Balancer::new(
-                    threshold,
+                    self.cfg.effective_aim(),
                     self.cfg.min_gain,
                     self.cfg.max_moves,
                     &weight,

@@ -131,6 +131,8 @@ pub struct Plan {
     pub stddev_after: f64,
     /// The threshold in force.
     pub threshold: f64,
+    /// The std-dev a rebalance plans down to.
+    pub aim: f64,
     /// vCPUs that were not hard-pinned to a usable pCPU and got placed.
     pub placed: usize,
     /// The balancing decision.
@@ -167,7 +169,7 @@ fn write_loads(f: &mut fmt::Formatter<'_>, loads: &[(u32, f64)]) -> fmt::Result 
 
 impl fmt::Display for Plan {
     /// One line: `loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0
-    /// (thr 5.0) | rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed`.
+    /// (thr 5.0, aim 2.5) | rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("loads ")?;
         write_loads(f, &self.loads_before)?;
@@ -181,8 +183,9 @@ impl fmt::Display for Plan {
         }
         write!(
             f,
-            " (thr {:.1}) | {} | {} pin(s), {} placed",
+            " (thr {:.1}, aim {:.1}) | {} | {} pin(s), {} placed",
             self.threshold,
+            self.aim,
             self.decision,
             self.pins.len(),
             self.placed

@@ -525,7 +525,7 @@ fn display_is_one_line_with_the_figures() {
     let line = p.to_string();
     assert_eq!(
         line,
-        "loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0 (thr 5.0) | \
+        "loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0 (thr 5.0, aim 2.5) | \
          rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed"
     );
     assert_eq!(p.pins[0].to_string(), "a vCPU 0: pCPU 0 -> 1 (move)");
@@ -984,4 +984,50 @@ fn shared_formulas() {
     assert_eq!(single_pin(&[3, 4]), None);
     assert_eq!(load_pcpu(&[3], Some(1)), Some(3));
     assert_eq!(load_pcpu(&[0, 1], Some(1)), Some(1));
+}
+
+#[test]
+fn a_rebalance_plans_down_to_the_aim_not_just_under_the_threshold() {
+    // 100 points in eight vCPUs on pCPU0 of four: the first placement under
+    // the threshold is not where the plan stops.
+    let specs: Vec<Spec<'_>> = [20.0, 20.0, 15.0, 15.0, 10.0, 10.0, 5.0, 5.0]
+        .iter()
+        .enumerate()
+        .map(|(v, &u)| ("g", v as u32, u, &[0u32][..]))
+        .collect();
+    let pcpus = [0, 1, 2, 3];
+    let (_, p) = measured_plan(VcpuConfig::default(), &pcpus, &specs);
+    assert!(p.stddev_after <= 2.5 + 1e-9, "{p}");
+    // With the aim at the threshold (the old rule) it stops earlier.
+    let at_threshold = VcpuConfig {
+        aim: Some(DEFAULT_THRESHOLD),
+        ..VcpuConfig::default()
+    };
+    let (_, q) = measured_plan(at_threshold, &pcpus, &specs);
+    assert!(q.stddev_after > 2.5 && q.stddev_after <= 5.0, "{q}");
+    assert!(q.pins.len() <= p.pins.len());
+}
+
+#[test]
+fn aim_is_validated_and_defaults_to_half_the_threshold() {
+    let c = VcpuConfig {
+        threshold: 8.0,
+        ..VcpuConfig::default()
+    };
+    assert_eq!(c.effective_aim(), 4.0);
+    for bad in [-1.0, 8.5, f64::NAN, f64::INFINITY] {
+        let c = VcpuConfig {
+            threshold: 8.0,
+            aim: Some(bad),
+            ..VcpuConfig::default()
+        };
+        let e = c.validate().err().unwrap_or_default();
+        assert!(e.contains("aim"), "{bad}: {e}");
+        assert_eq!(Scheduler::new(c).config().effective_aim(), 4.0);
+    }
+    let ok = VcpuConfig {
+        aim: Some(0.0),
+        ..VcpuConfig::default()
+    };
+    assert_eq!(ok.validate(), Ok(()));
 }
