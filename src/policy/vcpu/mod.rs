@@ -13,7 +13,8 @@
 //!
 //! # Steps, per interval (one module each)
 //! 1. **Usable pCPUs** = `snapshot.pcpus` ∩ `--cpus` (if given), sorted.
-//! 2. **Usage** ([`usage`]). For each `(domain UUID, vCPU)` the usage is
+//! 2. **Usage** ([`usage`], which also describes the two levels: a guest's
+//!    demand and its vCPUs' weights). For each `(domain UUID, vCPU)` the usage is
 //!    `Δ cpu_time / Δ wall × 100`, capped at 100. A vCPU seen for the first
 //!    time, or whose counter went backwards (the domain restarted), has no
 //!    usage yet. History of vanished vCPUs is dropped. Usage is smoothed by
@@ -21,7 +22,9 @@
 //!    `jump` points or more is adopted at once, and so is every sample of a
 //!    vCPU whose pCPU gained or lost a pinned vCPU since the last snapshot
 //!    (its share of that pCPU changed, so older samples no longer describe
-//!    it).
+//!    it). Each vCPU then gets the weight the next steps plan with: an
+//!    even guest's vCPUs each carry `demand / k`, so the guest kernel
+//!    moving threads between them changes no load the planner sees.
 //! 3. **Placement** ([`place`]). A vCPU whose affinity is not exactly one
 //!    usable pCPU (unpinned, multi-CPU, or pinned to a pCPU now offline) is
 //!    hard-pinned: known usage first, largest first, to the least loaded
@@ -247,6 +250,18 @@ impl Scheduler {
     /// Smoothed usage of a vCPU as of the last plan, if known.
     pub fn usage(&self, domain: &str, vcpu: u32) -> Option<f64> {
         self.usage.usage(domain, vcpu)
+    }
+
+    /// A guest's smoothed demand (the sum of its vCPUs' usage) as of the
+    /// last plan, if known.
+    pub fn demand(&self, domain: &str) -> Option<f64> {
+        self.usage.demand(domain)
+    }
+
+    /// Whether a guest is planned per vCPU (its split stayed uneven) rather
+    /// than as equal parts of its demand; `None` for an unknown guest.
+    pub fn uneven(&self, domain: &str) -> Option<bool> {
+        self.usage.uneven(domain)
     }
 
     /// Whether planning on `snap` now would place some vCPU blind: it has

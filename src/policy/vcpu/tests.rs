@@ -841,7 +841,7 @@ fn specs_of(np: usize, raw: &[(u8, u8, bool)]) -> (Vec<u32>, Vec<OwnedSpec>) {
             } else {
                 vec![7]
             };
-            (format!("d{}", i / 2), f64::from(u), aff)
+            (format!("d{i}"), f64::from(u), aff)
         })
         .collect();
     (pcpus, specs)
@@ -986,6 +986,9 @@ fn shared_formulas() {
     assert_eq!(load_pcpu(&[0, 1], Some(1)), Some(1));
 }
 
+/// One-vCPU domains for tests about the per-vCPU search.
+const DOMS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+
 #[test]
 fn a_rebalance_plans_down_to_the_aim_not_just_under_the_threshold() {
     // 100 points in eight vCPUs on pCPU0 of four: the first placement under
@@ -993,7 +996,7 @@ fn a_rebalance_plans_down_to_the_aim_not_just_under_the_threshold() {
     let specs: Vec<Spec<'_>> = [20.0, 20.0, 15.0, 15.0, 10.0, 10.0, 5.0, 5.0]
         .iter()
         .enumerate()
-        .map(|(v, &u)| ("g", v as u32, u, &[0u32][..]))
+        .map(|(v, &u)| (DOMS[v], 0, u, &[0u32][..]))
         .collect();
     let pcpus = [0, 1, 2, 3];
     let (_, p) = measured_plan(VcpuConfig::default(), &pcpus, &specs);

@@ -2,8 +2,29 @@
 //! pCPU, smoothed per vCPU and summed per guest, and every vCPU gets the
 //! weight the placement and balancing steps plan with.
 //!
-//! Also the shared formulas every reader of pCPU loads uses (`status` too):
-//! [`usage_pct`], [`load_pcpu`], [`single_pin`], [`sum_sq`] and [`stddev`].
+//! # Two levels: guest demand, vCPU weight
+//! A guest's kernel moves its threads between its own vCPUs, so the split
+//! of its load over its vCPUs can change every interval while its total
+//! stays put. The planner therefore keeps, per guest:
+//! - its **demand**: the sum of its vCPUs' usage, smoothed by the same
+//!   EWMA and jump rule as a vCPU's usage. It is what stays stable.
+//! - its **split**: each vCPU's share of the demand (an EWMA with weight
+//!   [`SPLIT_WEIGHT`]), and how much of the demand moved between its vCPUs
+//!   from one interval to the next (half the L1 distance of consecutive
+//!   splits, same EWMA).
+//!
+//! A guest is **uneven** when its split is both settled (less than
+//! [`SETTLED_BELOW`] of its demand moves per interval) and skewed (some
+//! share differs from `1/k` by more than [`UNEVEN_ABOVE`] × `1/k`); once
+//! uneven it stays so while the split moves less than twice that and some
+//! share is off by more than [`EVEN_BELOW`] × `1/k`. An uneven guest (say,
+//! busy on vCPU 0 only) is planned per vCPU, at each vCPU's smoothed usage.
+//! Every other guest is **even**: each of its `k` vCPUs is planned at
+//! `demand / k`, so a pCPU holding `c` of them carries `c/k` of its demand
+//! whichever vCPU its threads ran on this interval, and the guest kernel
+//! moving them changes nothing the planner sees: no pin change. A guest is
+//! even until two splits have been seen, and a one-vCPU guest always is
+//! (its weight is its usage).
 
 use std::collections::HashMap;
 
@@ -11,6 +32,19 @@ use super::{Snapshot, VcpuConfig, VcpuSample};
 
 /// Tolerance for float comparisons against thresholds.
 pub(super) const EPS: f64 = 1e-9;
+/// EWMA weight of the newest split of a guest's demand over its vCPUs.
+pub const SPLIT_WEIGHT: f64 = 0.5;
+/// A split is settled while less than this fraction of the guest's demand
+/// moves between its vCPUs per interval.
+pub const SETTLED_BELOW: f64 = 0.1;
+/// A settled guest becomes uneven when some vCPU's share differs from
+/// `1/k` by more than this fraction of `1/k` ...
+pub const UNEVEN_ABOVE: f64 = 0.6;
+/// ... and is even again once every share is within this fraction.
+pub const EVEN_BELOW: f64 = 0.3;
+/// Shares are updated only while the guest's raw demand is at least this
+/// many points (an idle guest's split is noise).
+const SHARE_MIN_DEMAND: f64 = 2.0;
 
 /// The single pCPU an affinity pins to, if it names exactly one.
 pub fn single_pin(affinity: &[u32]) -> Option<u32> {
@@ -72,6 +106,10 @@ struct VcpuHistory {
     at_ns: u64,
     /// Smoothed usage, once two readings exist.
     usage: Option<f64>,
+    /// Smoothed share of its guest's demand, once measured.
+    share: Option<f64>,
+    /// Its share in the last interval measured.
+    last_share: Option<f64>,
     /// The single pCPU it was pinned to at that reading.
     pin: Option<u32>,
 }
@@ -81,6 +119,13 @@ struct VcpuHistory {
 struct GuestHistory {
     /// Sorted by vCPU number.
     vcpus: Vec<VcpuHistory>,
+    /// Smoothed sum of its vCPUs' usage, once measured.
+    demand: Option<f64>,
+    /// Smoothed fraction of the demand that moved between its vCPUs per
+    /// interval, once two splits were seen.
+    moving: Option<f64>,
+    /// Planned per vCPU rather than as `k` equal parts of its demand.
+    uneven: bool,
 }
 
 /// One vCPU of a snapshot as the later steps see it.
@@ -121,7 +166,82 @@ fn guest_runs(order: &[&VcpuSample]) -> Vec<std::ops::Range<usize>> {
     runs
 }
 
+impl GuestHistory {
+    /// Updates the demand, the long-run shares and evenness from this
+    /// interval's raw usages (`raws`, in vCPU order), and sets the weights.
+    fn weigh(
+        &mut self,
+        raws: &[Option<f64>],
+        raw_total: f64,
+        reset: bool,
+        cfg: &VcpuConfig,
+        out: &mut [Measured<'_>],
+    ) {
+        let k = self.vcpus.len() as f64;
+        let all_raw = raws.iter().all(Option::is_some);
+        if raws.iter().any(Option::is_some) {
+            self.demand = Some(smooth(self.demand, raw_total, reset || !all_raw, cfg));
+        } else if self.vcpus.iter().all(|h| h.usage.is_none()) {
+            self.demand = None;
+        }
+        if all_raw && raw_total >= SHARE_MIN_DEMAND {
+            let (mut moved, mut seen) = (0.0, true);
+            for (h, raw) in self.vcpus.iter_mut().zip(raws) {
+                let now = raw.unwrap_or(0.0) / raw_total;
+                match h.last_share {
+                    Some(last) => moved += (now - last).abs() / 2.0,
+                    None => seen = false,
+                }
+                h.share = Some(h.share.map_or(now, |s| s + SPLIT_WEIGHT * (now - s)));
+                h.last_share = Some(now);
+            }
+            if seen {
+                self.moving = Some(
+                    self.moving
+                        .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m)),
+                );
+            }
+            let skew = self
+                .vcpus
+                .iter()
+                .map(|h| (k * h.share.unwrap_or(1.0 / k) - 1.0).abs())
+                .fold(0.0, f64::max);
+            let (settled, skewed) = if self.uneven {
+                (2.0 * SETTLED_BELOW, EVEN_BELOW)
+            } else {
+                (SETTLED_BELOW, UNEVEN_ABOVE)
+            };
+            self.uneven = self.moving.is_some_and(|m| m < settled) && skew > skewed;
+        }
+        let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
+        let even = self.demand.map(|d| d / known.max(1) as f64);
+        for (m, h) in out.iter_mut().zip(&self.vcpus) {
+            m.weight = match (h.usage, even) {
+                (None, _) => 0.0,
+                (Some(u), _) if self.uneven => u,
+                (Some(u), None) => u,
+                (Some(_), Some(e)) => e,
+            };
+        }
+    }
+
+    /// Whether the guest is planned per vCPU (see the module doc).
+    fn is_uneven(&self) -> bool {
+        self.uneven
+    }
+}
+
 impl Tracker {
+    /// A guest's smoothed demand (sum of its vCPUs' usage), if measured.
+    pub fn demand(&self, domain: &str) -> Option<f64> {
+        self.guests.get(domain)?.demand
+    }
+
+    /// Whether a guest is planned per vCPU rather than as equal parts.
+    pub fn uneven(&self, domain: &str) -> Option<bool> {
+        self.guests.get(domain).map(GuestHistory::is_uneven)
+    }
+
     /// Smoothed usage of a vCPU as of the last update.
     pub fn usage(&self, domain: &str, vcpu: u32) -> Option<f64> {
         let g = self.guests.get(domain)?;
@@ -152,6 +272,8 @@ impl Tracker {
                 cpu_time_ns: s.cpu_time_ns,
                 at_ns: snap.monotonic_ns,
                 usage: None,
+                share: None,
+                last_share: None,
                 pin: single_pin(&s.affinity),
             };
             match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
@@ -174,7 +296,8 @@ impl Tracker {
         let mut old = std::mem::take(&mut self.guests);
         let mut prevs: Vec<Option<VcpuHistory>> = Vec::with_capacity(order.len());
         let mut changed: Vec<u32> = Vec::new();
-        let mut keys: Vec<String> = Vec::with_capacity(runs.len());
+        // (key, its previous history without vCPUs, whether its vCPU set changed)
+        let mut keys: Vec<(String, GuestHistory, bool)> = Vec::with_capacity(runs.len());
         for run in &runs {
             let dom = order[run.start].domain.as_str();
             let (key, prev) = old
@@ -204,7 +327,9 @@ impl Tracker {
                 });
                 changed.extend(gone.filter_map(|h| h.pin));
             }
-            keys.push(key);
+            let reshaped = matched < prev.vcpus.len() || matched < run.len();
+            let vcpus = Vec::with_capacity(run.len());
+            keys.push((key, GuestHistory { vcpus, ..prev }, reshaped));
         }
         // Domains that vanished.
         changed.extend(
@@ -214,13 +339,12 @@ impl Tracker {
         changed.sort_unstable();
         changed.dedup();
 
-        // Pass 2: usage per vCPU, then each guest's weights.
+        // Pass 2: usage per vCPU, then the guest's demand, shares and weights.
         let now = snap.monotonic_ns;
         let mut out = Vec::with_capacity(order.len());
-        for (run, key) in runs.into_iter().zip(keys) {
-            let mut guest = GuestHistory {
-                vcpus: Vec::with_capacity(run.len()),
-            };
+        for (run, (key, mut guest, reshaped)) in runs.into_iter().zip(keys) {
+            let first = out.len();
+            let (mut raw_total, mut raws, mut reset_guest) = (0.0, Vec::new(), reshaped);
             for j in run {
                 let (s, prev) = (order[j], prevs[j]);
                 let pin = single_pin(&s.affinity);
@@ -229,16 +353,23 @@ impl Tracker {
                     cpu_time_ns: s.cpu_time_ns,
                     at_ns: now,
                     usage: None,
+                    share: None,
+                    last_share: None,
                     pin,
                 };
+                let mut raw = None;
                 let h = match prev {
                     Some(p) if p.cpu_time_ns == s.cpu_time_ns && p.at_ns == now => p,
                     Some(p) => match usage_pct((p.cpu_time_ns, s.cpu_time_ns), (p.at_ns, now)) {
-                        Some(raw) => {
+                        Some(r) => {
                             // Its pCPU's sharing changed: old samples no longer apply.
                             let reset = pin.map_or(true, |c| changed.binary_search(&c).is_ok());
+                            reset_guest |= reset;
+                            raw = Some(r);
                             VcpuHistory {
-                                usage: Some(smooth(p.usage, raw, reset, cfg)),
+                                usage: Some(smooth(p.usage, r, reset, cfg)),
+                                share: p.share,
+                                last_share: p.last_share,
                                 ..fresh
                             }
                         }
@@ -246,13 +377,16 @@ impl Tracker {
                     },
                     None => fresh,
                 };
+                raw_total += raw.unwrap_or(0.0);
+                raws.push(raw);
                 guest.vcpus.push(h);
                 out.push(Measured {
                     sample: s,
                     usage: h.usage,
-                    weight: h.usage.unwrap_or(0.0),
+                    weight: 0.0,
                 });
             }
+            guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
             self.guests.insert(key, guest);
         }
         out
