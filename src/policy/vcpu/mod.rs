@@ -22,9 +22,10 @@
 //!    `jump` points or more is adopted at once, and so is every sample of a
 //!    vCPU whose pCPU gained or lost a pinned vCPU since the last snapshot
 //!    (its share of that pCPU changed, so older samples no longer describe
-//!    it). Each vCPU then gets the weight the next steps plan with: an
-//!    even guest's vCPUs each carry `demand / k`, so the guest kernel
-//!    moving threads between them changes no load the planner sees.
+//!    it). Each vCPU then gets the weight the next steps plan with: its
+//!    usage, or, in a guest whose threads float between its vCPUs, an
+//!    equal part of the guest's demand, so the guest kernel moving them
+//!    changes no load the planner sees.
 //! 3. **Placement** ([`place`]). A vCPU whose affinity is not exactly one
 //!    usable pCPU (unpinned, multi-CPU, or pinned to a pCPU now offline) is
 //!    hard-pinned: known usage first, largest first, to the least loaded
@@ -258,10 +259,11 @@ impl Scheduler {
         self.usage.demand(domain)
     }
 
-    /// Whether a guest is planned per vCPU (its split stayed uneven) rather
-    /// than as equal parts of its demand; `None` for an unknown guest.
-    pub fn uneven(&self, domain: &str) -> Option<bool> {
-        self.usage.uneven(domain)
+    /// Whether a guest's threads float (its load moves between its vCPUs),
+    /// so it is planned as equal parts of its demand; `None` for an unknown
+    /// guest.
+    pub fn floating(&self, domain: &str) -> Option<bool> {
+        self.usage.floating(domain)
     }
 
     /// Whether planning on `snap` now would place some vCPU blind: it has

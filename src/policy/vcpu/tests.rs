@@ -583,6 +583,11 @@ struct Sim {
     vcpus: Vec<(VcpuSample, f64)>,
     /// Load per pCPU measured over the last interval (the lab's view).
     measured: Vec<f64>,
+    /// Guests whose threads float: (indices of its vCPUs, total demand,
+    /// spread). Each interval its total is split anew over its vCPUs,
+    /// vCPU v getting a part ∝ 1 + spread × u_v, u_v uniform in [-1, 1].
+    floating: Vec<(Vec<usize>, f64, f64)>,
+    rng: u64,
 }
 
 impl Sim {
@@ -595,6 +600,37 @@ impl Sim {
                 .map(|&(d, v, dem, a)| (sample(d, v, 0, a), dem))
                 .collect(),
             measured: vec![0.0; pcpus.len()],
+            floating: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// Makes `domain`'s threads float: its `total` demand is split anew
+    /// over its vCPUs every interval (see `floating`).
+    fn float(&mut self, domain: &str, total: f64, spread: f64) {
+        let idx: Vec<usize> = (0..self.vcpus.len())
+            .filter(|&i| self.vcpus[i].0.name == domain)
+            .collect();
+        self.floating.push((idx, total, spread));
+    }
+
+    /// Uniform in [-1, 1] (xorshift64*).
+    fn uniform(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+        x as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+
+    fn resplit(&mut self) {
+        for g in 0..self.floating.len() {
+            let (idx, total, spread) = self.floating[g].clone();
+            let parts: Vec<f64> = idx.iter().map(|_| 1.0 + spread * self.uniform()).collect();
+            let sum: f64 = parts.iter().sum();
+            for (&i, part) in idx.iter().zip(parts) {
+                self.vcpus[i].1 = (total * part / sum).min(100.0);
+            }
         }
     }
 
@@ -604,6 +640,7 @@ impl Sim {
     }
 
     fn advance(&mut self) {
+        self.resplit();
         let dt = SEC;
         self.now += dt;
         let mut got = vec![0.0; self.vcpus.len()];
@@ -1033,4 +1070,156 @@ fn aim_is_validated_and_defaults_to_half_the_threshold() {
         ..VcpuConfig::default()
     };
     assert_eq!(ok.validate(), Ok(()));
+}
+
+// ---- Guests as two levels: demand and split. ----
+
+/// Two guests of 4 vCPUs, 2 on each of 2 pCPUs, whose 40-point totals
+/// are split anew every interval; returns the pins per interval.
+fn floating_pair_pins(spread: f64, intervals: usize) -> Vec<usize> {
+    let mut specs: Vec<Spec<'_>> = Vec::new();
+    for g in ["a", "b"] {
+        for v in 0..4u32 {
+            specs.push((g, v, 10.0, if v < 2 { &[0u32][..] } else { &[1u32][..] }));
+        }
+    }
+    let mut sim = Sim::new(&[0, 1], &specs);
+    sim.float("a", 40.0, spread);
+    sim.float("b", 40.0, spread);
+    sim.advance();
+    let mut s = Scheduler::new(VcpuConfig::default());
+    sim.run(&mut s, intervals).iter().map(|r| r.0).collect()
+}
+
+#[test]
+fn floating_load_inside_a_guest_makes_no_pin_change() {
+    // Spread 0.9: one vCPU's part swings between ~1 and ~19 points, so a
+    // pCPU's per-vCPU sum swings by ~15 (what the guest kernel does).
+    let pins = floating_pair_pins(0.9, 30);
+    // The first plan follows one reading's split; once the guests are seen
+    // to float (second split), at most one correction, then nothing.
+    assert!(pins[..4].iter().sum::<usize>() <= 2, "{pins:?}");
+    assert!(pins[4..].iter().all(|&p| p == 0), "{pins:?}");
+}
+
+#[test]
+fn a_guest_whose_threads_stay_put_is_planned_per_vcpu() {
+    // Busy on vCPU 0 only, every interval: it does not float.
+    let specs: Vec<Spec<'_>> = (0..4)
+        .map(|v| ("g", v, if v == 0 { 80.0 } else { 0.0 }, &[0u32][..]))
+        .collect();
+    let mut s = Scheduler::new(VcpuConfig::default());
+    for t in 0..4 {
+        s.plan(&snap_at(t, &[0, 1], &specs));
+    }
+    assert_eq!(s.floating("uuid-g"), Some(false));
+    assert!((s.demand("uuid-g").unwrap_or(0.0) - 80.0).abs() < 1e-6);
+    // A guest of the same demand whose threads move floats.
+    let mut sim = Sim::new(&[0, 1], &specs);
+    sim.float("g", 80.0, 0.9);
+    let mut s = Scheduler::new(VcpuConfig::default());
+    sim.run(&mut s, 8);
+    assert_eq!(s.floating("uuid-g"), Some(true));
+}
+
+#[test]
+fn presample_lets_the_first_plan_place_by_usage() {
+    // Two guests busy on vCPU 0 only, unpinned. Placed by count (no
+    // usage), both busy vCPUs land on pCPU0.
+    let all: &[u32] = &[0, 1];
+    let specs: Vec<Spec<'_>> = ["a", "b"]
+        .iter()
+        .flat_map(|&g| (0..2).map(move |v| (g, v, if v == 0 { 100.0 } else { 0.0 }, all)))
+        .collect();
+    let busy_on = |p: &Plan| -> Vec<u32> {
+        let mut v: Vec<u32> = p
+            .pins
+            .iter()
+            .filter(|x| x.vcpu == 0)
+            .map(|x| x.pcpu)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut blind = Scheduler::new(VcpuConfig::default());
+    let snap0 = snap_at(10, all, &specs);
+    assert!(blind.wants_presample(&snap0));
+    let p = blind.plan(&snap0);
+    assert_eq!(p.decision, Decision::Warmup);
+    assert_eq!(busy_on(&p), [0, 0], "{p}");
+    // The contract: observe, take a second snapshot shortly after, plan.
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.observe(&snap0);
+    assert_eq!(s.usage("uuid-a", 0), None);
+    let mut snap1 = snap_at(10, all, &specs);
+    snap1.monotonic_ns += SEC / 2;
+    for v in &mut snap1.vcpus {
+        if v.vcpu == 0 {
+            v.cpu_time_ns += SEC / 2;
+        }
+    }
+    assert!(!s.wants_presample(&snap1));
+    let p = s.plan(&snap1);
+    assert_ne!(p.decision, Decision::Warmup, "{p}");
+    assert_eq!(busy_on(&p), [0, 1], "{p}");
+    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 100.0).abs() < 1e-6);
+}
+
+#[test]
+fn observe_leaves_known_vcpus_alone() {
+    let specs: [Spec<'_>; 1] = [("a", 0, 50.0, &[0])];
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&snap_at(0, &[0], &specs));
+    // A new guest appears: a presample is wanted, a's reading is kept, so
+    // its next usage spans the whole interval.
+    let both: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("b", 0, 30.0, &[0])];
+    let mid = snap_at(1, &[0], &both);
+    assert!(s.wants_presample(&mid));
+    s.observe(&mid);
+    assert!(!s.wants_presample(&mid));
+    s.plan(&snap_at(2, &[0], &both));
+    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 50.0).abs() < 1e-6);
+    assert!(s.usage("uuid-b", 0).is_some());
+    // A counter that went backwards (restart) wants one again.
+    let mut restarted = snap_at(3, &[0], &both);
+    restarted.vcpus[0].cpu_time_ns = 0;
+    assert!(s.wants_presample(&restarted));
+}
+
+#[test]
+fn a_small_imbalance_waits_for_confirm_intervals() {
+    // 56 + 56 on pCPU0, 44 + 44 on pCPU1: std-dev 12 ... use 53/47: 6.
+    let cfg = VcpuConfig {
+        confirm: 3,
+        smoothing: 1.0,
+        ..VcpuConfig::default()
+    };
+    let mut s = Scheduler::new(cfg);
+    let mut cum = [0u64; 4];
+    let mut step = |k: u64, extra: f64, s: &mut Scheduler| {
+        let mut vcpus = Vec::new();
+        for (i, c) in cum.iter_mut().enumerate() {
+            let u = if i < 2 { 50.0 + extra } else { 50.0 - extra };
+            *c += (u * 1e7) as u64;
+            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
+        }
+        s.plan(&Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        })
+    };
+    step(0, 0.0, &mut s);
+    assert_eq!(step(1, 0.0, &mut s).decision, Decision::Balanced);
+    for seen in 1..3 {
+        let p = step(1 + u64::from(seen), 4.0, &mut s);
+        assert_eq!(p.decision, Decision::Unconfirmed { seen, needed: 3 }, "{p}");
+        assert!(p.pins.is_empty());
+    }
+    let p = step(4, 4.0, &mut s);
+    assert!(
+        matches!(p.decision, Decision::Rebalanced { swaps: 1, .. }),
+        "{p}"
+    );
+    assert!(p.stddev_after <= 2.5, "{p}");
 }

@@ -8,23 +8,22 @@
 //! stays put. The planner therefore keeps, per guest:
 //! - its **demand**: the sum of its vCPUs' usage, smoothed by the same
 //!   EWMA and jump rule as a vCPU's usage. It is what stays stable.
-//! - its **split**: each vCPU's share of the demand (an EWMA with weight
-//!   [`SPLIT_WEIGHT`]), and how much of the demand moved between its vCPUs
-//!   from one interval to the next (half the L1 distance of consecutive
-//!   splits, same EWMA).
+//! - how much its **split moves**: the fraction of its demand that moved
+//!   between its vCPUs from one interval to the next (half the L1 distance
+//!   of consecutive splits), smoothed with weight [`SPLIT_WEIGHT`].
 //!
-//! A guest is **uneven** when its split is both settled (less than
-//! [`SETTLED_BELOW`] of its demand moves per interval) and skewed (some
-//! share differs from `1/k` by more than [`UNEVEN_ABOVE`] × `1/k`); once
-//! uneven it stays so while the split moves less than twice that and some
-//! share is off by more than [`EVEN_BELOW`] × `1/k`. An uneven guest (say,
-//! busy on vCPU 0 only) is planned per vCPU, at each vCPU's smoothed usage.
-//! Every other guest is **even**: each of its `k` vCPUs is planned at
-//! `demand / k`, so a pCPU holding `c` of them carries `c/k` of its demand
-//! whichever vCPU its threads ran on this interval, and the guest kernel
-//! moving them changes nothing the planner sees: no pin change. A guest is
-//! even until two splits have been seen, and a one-vCPU guest always is
-//! (its weight is its usage).
+//! A guest whose split moves by more than [`FLOATING_ABOVE`] of its demand
+//! per interval **floats** (until it moves by less than [`SETTLED_BELOW`]).
+//! Each of a floating guest's `k` vCPUs is planned at `demand / k`: a pCPU
+//! holding `c` of them carries `c/k` of its demand whichever vCPU its
+//! threads ran on this interval, so the guest kernel moving them changes
+//! nothing the planner sees and makes no pin change. Every other vCPU is
+//! planned at its own smoothed usage: a one-vCPU guest, a guest whose
+//! threads stay put (pinned inside it, or busy on vCPU 0 only), and a guest
+//! whose split has been seen only once (so its vCPUs are placed by what
+//! that reading shows, and a guest busy on vCPU 0 only is not stacked with
+//! another one). The price: a floating guest's first plan follows one
+//! reading's split, and the next interval may correct it once.
 
 use std::collections::HashMap;
 
@@ -32,18 +31,15 @@ use super::{Snapshot, VcpuConfig, VcpuSample};
 
 /// Tolerance for float comparisons against thresholds.
 pub(super) const EPS: f64 = 1e-9;
-/// EWMA weight of the newest split of a guest's demand over its vCPUs.
+/// EWMA weight of the newest distance between consecutive splits.
 pub const SPLIT_WEIGHT: f64 = 0.5;
-/// A split is settled while less than this fraction of the guest's demand
-/// moves between its vCPUs per interval.
-pub const SETTLED_BELOW: f64 = 0.1;
-/// A settled guest becomes uneven when some vCPU's share differs from
-/// `1/k` by more than this fraction of `1/k` ...
-pub const UNEVEN_ABOVE: f64 = 0.6;
-/// ... and is even again once every share is within this fraction.
-pub const EVEN_BELOW: f64 = 0.3;
-/// Shares are updated only while the guest's raw demand is at least this
-/// many points (an idle guest's split is noise).
+/// A guest floats once more than this fraction of its demand moves
+/// between its vCPUs per interval (smoothed) ...
+pub const FLOATING_ABOVE: f64 = 0.1;
+/// ... and stops floating once less than this fraction does.
+pub const SETTLED_BELOW: f64 = 0.05;
+/// The split is measured only while the guest's raw demand is at least
+/// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;
 
 /// The single pCPU an affinity pins to, if it names exactly one.
@@ -106,9 +102,7 @@ struct VcpuHistory {
     at_ns: u64,
     /// Smoothed usage, once two readings exist.
     usage: Option<f64>,
-    /// Smoothed share of its guest's demand, once measured.
-    share: Option<f64>,
-    /// Its share in the last interval measured.
+    /// Its share of the guest's demand in the last interval measured.
     last_share: Option<f64>,
     /// The single pCPU it was pinned to at that reading.
     pin: Option<u32>,
@@ -124,8 +118,8 @@ struct GuestHistory {
     /// Smoothed fraction of the demand that moved between its vCPUs per
     /// interval, once two splits were seen.
     moving: Option<f64>,
-    /// Planned per vCPU rather than as `k` equal parts of its demand.
-    uneven: bool,
+    /// Planned as `k` equal parts of its demand.
+    floating: bool,
 }
 
 /// One vCPU of a snapshot as the later steps see it.
@@ -167,8 +161,9 @@ fn guest_runs(order: &[&VcpuSample]) -> Vec<std::ops::Range<usize>> {
 }
 
 impl GuestHistory {
-    /// Updates the demand, the long-run shares and evenness from this
-    /// interval's raw usages (`raws`, in vCPU order), and sets the weights.
+    /// Updates the demand, the split and whether the guest floats from
+    /// this interval's raw usages (`raws`, in vCPU order), and sets the
+    /// weights.
     fn weigh(
         &mut self,
         raws: &[Option<f64>],
@@ -177,7 +172,6 @@ impl GuestHistory {
         cfg: &VcpuConfig,
         out: &mut [Measured<'_>],
     ) {
-        let k = self.vcpus.len() as f64;
         let all_raw = raws.iter().all(Option::is_some);
         if raws.iter().any(Option::is_some) {
             self.demand = Some(smooth(self.demand, raw_total, reset || !all_raw, cfg));
@@ -192,42 +186,29 @@ impl GuestHistory {
                     Some(last) => moved += (now - last).abs() / 2.0,
                     None => seen = false,
                 }
-                h.share = Some(h.share.map_or(now, |s| s + SPLIT_WEIGHT * (now - s)));
                 h.last_share = Some(now);
             }
             if seen {
-                self.moving = Some(
-                    self.moving
-                        .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m)),
-                );
+                let m = self
+                    .moving
+                    .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m));
+                self.moving = Some(m);
+                self.floating = m > if self.floating {
+                    SETTLED_BELOW
+                } else {
+                    FLOATING_ABOVE
+                };
             }
-            let skew = self
-                .vcpus
-                .iter()
-                .map(|h| (k * h.share.unwrap_or(1.0 / k) - 1.0).abs())
-                .fold(0.0, f64::max);
-            let (settled, skewed) = if self.uneven {
-                (2.0 * SETTLED_BELOW, EVEN_BELOW)
-            } else {
-                (SETTLED_BELOW, UNEVEN_ABOVE)
-            };
-            self.uneven = self.moving.is_some_and(|m| m < settled) && skew > skewed;
         }
         let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
-        let even = self.demand.map(|d| d / known.max(1) as f64);
+        let part = self.demand.unwrap_or(0.0) / known.max(1) as f64;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
-            m.weight = match (h.usage, even) {
-                (None, _) => 0.0,
-                (Some(u), _) if self.uneven => u,
-                (Some(u), None) => u,
-                (Some(_), Some(e)) => e,
+            m.weight = match h.usage {
+                None => 0.0,
+                Some(_) if self.floating => part,
+                Some(u) => u,
             };
         }
-    }
-
-    /// Whether the guest is planned per vCPU (see the module doc).
-    fn is_uneven(&self) -> bool {
-        self.uneven
     }
 }
 
@@ -237,9 +218,9 @@ impl Tracker {
         self.guests.get(domain)?.demand
     }
 
-    /// Whether a guest is planned per vCPU rather than as equal parts.
-    pub fn uneven(&self, domain: &str) -> Option<bool> {
-        self.guests.get(domain).map(GuestHistory::is_uneven)
+    /// Whether a guest floats (is planned as equal parts of its demand).
+    pub fn floating(&self, domain: &str) -> Option<bool> {
+        self.guests.get(domain).map(|g| g.floating)
     }
 
     /// Smoothed usage of a vCPU as of the last update.
@@ -272,7 +253,6 @@ impl Tracker {
                 cpu_time_ns: s.cpu_time_ns,
                 at_ns: snap.monotonic_ns,
                 usage: None,
-                share: None,
                 last_share: None,
                 pin: single_pin(&s.affinity),
             };
@@ -353,7 +333,6 @@ impl Tracker {
                     cpu_time_ns: s.cpu_time_ns,
                     at_ns: now,
                     usage: None,
-                    share: None,
                     last_share: None,
                     pin,
                 };
@@ -368,7 +347,6 @@ impl Tracker {
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
-                                share: p.share,
                                 last_share: p.last_share,
                                 ..fresh
                             }
