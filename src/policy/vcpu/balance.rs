@@ -2,9 +2,10 @@
 //!
 //! Each step looks at the busiest pCPU `H` and the idlest `L` and considers,
 //! in tiers (a later tier only when the earlier ones offer nothing):
-//! 1. moving one vCPU from any pCPU to `L` or from `H` to any pCPU, and
-//!    swapping a vCPU of `H` with a lighter one of `L`;
-//! 2. swaps on the other pairs of tier 1;
+//! 1. moving one vCPU to `L` from one of the [`TIER1_PCPUS`] busiest pCPUs,
+//!    or from `H` to one of the as many idlest, and swapping a vCPU of `H`
+//!    with a lighter one of `L`;
+//! 2. swaps from any pCPU to `L` and from `H` to any pCPU;
 //! 3. an exact repartition of the busy vCPUs of such a pair (2-for-1,
 //!    2-for-2 … exchanges) when the pair holds at most
 //!    [`EXCHANGE_MAX_VCPUS`] of them.
@@ -36,6 +37,10 @@ use super::usage::{sum_sq, EPS};
 const EXCHANGE_MAX_VCPUS: usize = 12;
 /// ... and on pairs other than (busiest, idlest) only up to this many pCPUs.
 const EXCHANGE_MAX_PCPUS: usize = 16;
+/// Tier-1 moves come from the this many busiest pCPUs (to the idlest) and
+/// go to this many idlest ones (from the busiest): on a large host the best
+/// move is among them, and looking at all pCPUs made each step O(P log k).
+const TIER1_PCPUS: usize = 16;
 /// The exhaustive search runs only when (pCPUs)^(busy vCPUs) is at most this.
 const EXACT_MAX_STATES: usize = 1 << 16;
 
@@ -247,11 +252,31 @@ impl<'a> Balancer<'a> {
         }
     }
 
+    /// The `k` busiest and the `k` idlest pCPUs, each in index order.
+    fn extremes(&self, k: usize) -> (Vec<usize>, Vec<usize>) {
+        let np = self.load.len();
+        let mut idx: Vec<usize> = (0..np).collect();
+        if np <= k {
+            return (idx.clone(), idx);
+        }
+        let busier = |a: &usize, b: &usize| self.load[*b].total_cmp(&self.load[*a]).then(a.cmp(b));
+        idx.select_nth_unstable_by(k - 1, busier);
+        let mut heavy = idx[..k].to_vec();
+        idx.select_nth_unstable_by(np - k, busier);
+        let mut light = idx[np - k..].to_vec();
+        heavy.sort_unstable();
+        light.sort_unstable();
+        (heavy, light)
+    }
+
     /// The preferred action of this step, tier by tier.
     fn next_action(&self, hi: usize, lo: usize, best: &mut Best) {
         let np = self.load.len();
-        for p in 0..np {
+        let (heavy, light) = self.extremes(TIER1_PCPUS);
+        for &p in &heavy {
             best.offer(self.best_move(p, lo));
+        }
+        for &p in &light {
             best.offer(self.best_move(hi, p));
         }
         best.offer(self.best_swap(hi, lo));

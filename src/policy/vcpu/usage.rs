@@ -142,7 +142,13 @@ pub(super) struct Tracker {
 /// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped.
 fn sorted(snap: &Snapshot) -> Vec<&VcpuSample> {
     let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
-    order.sort_by(|a, b| (a.domain.as_str(), a.vcpu).cmp(&(b.domain.as_str(), b.vcpu)));
+    fn key(s: &VcpuSample) -> (&str, u32) {
+        (s.domain.as_str(), s.vcpu)
+    }
+    // The adapter reads domains in order: skip the sort when it did.
+    if !order.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
     order.dedup_by(|a, b| a.domain == b.domain && a.vcpu == b.vcpu);
     order
 }
@@ -322,9 +328,11 @@ impl Tracker {
         // Pass 2: usage per vCPU, then the guest's demand, shares and weights.
         let now = snap.monotonic_ns;
         let mut out = Vec::with_capacity(order.len());
+        let mut raws = Vec::new();
         for (run, (key, mut guest, reshaped)) in runs.into_iter().zip(keys) {
             let first = out.len();
-            let (mut raw_total, mut raws, mut reset_guest) = (0.0, Vec::new(), reshaped);
+            raws.clear();
+            let (mut raw_total, mut reset_guest) = (0.0, reshaped);
             for j in run {
                 let (s, prev) = (order[j], prevs[j]);
                 let pin = single_pin(&s.affinity);
