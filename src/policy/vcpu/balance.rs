@@ -409,9 +409,7 @@ impl<'a> Balancer<'a> {
     /// more.
     fn exact_search(&mut self) -> bool {
         let np = self.load.len();
-        let mut busy: Vec<usize> = self.members.iter().flatten().map(|e| e.1).collect();
-        busy.sort_unstable();
-        let k = busy.len();
+        let k: usize = self.members.iter().map(Vec::len).sum();
         let Some(states) = u32::try_from(k)
             .ok()
             .and_then(|k| np.checked_pow(k))
@@ -419,6 +417,8 @@ impl<'a> Balancer<'a> {
         else {
             return false;
         };
+        let mut busy: Vec<usize> = self.members.iter().flatten().map(|e| e.1).collect();
+        busy.sort_unstable();
         let reach = (self.aim + EPS).powi(2) * np as f64;
         let mut digits = vec![0usize; k];
         let mut loads = vec![0.0; np];
