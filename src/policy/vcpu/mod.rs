@@ -26,11 +26,11 @@
 //!    usage, or, in a guest whose threads float between its vCPUs, an
 //!    equal part of the guest's demand, so the guest kernel moving them
 //!    changes no load the planner sees.
-//! 3. **Placement** ([`place`]). A vCPU whose affinity is not exactly one
+//! 3. **Placement** (`place.rs`). A vCPU whose affinity is not exactly one
 //!    usable pCPU (unpinned, multi-CPU, or pinned to a pCPU now offline) is
 //!    hard-pinned: known usage first, largest first, to the least loaded
 //!    pCPU; without usage, to the pCPU with the fewest vCPUs.
-//! 4. **Balancing** ([`balance`]). If the std-dev of the loads is within
+//! 4. **Balancing** (`balance.rs`). If the std-dev of the loads is within
 //!    `threshold`, nothing moves (no churn). A small imbalance (at most
 //!    twice the threshold) must persist `confirm` intervals first. Then a
 //!    greedy local search moves and swaps vCPUs until the std-dev is within
@@ -38,7 +38,7 @@
 //!    it finds. Planning below the trigger leaves room for noise: a plan
 //!    that stopped just under the threshold would be pushed back over it
 //!    by the next interval's noise.
-//! 5. The plan ([`report`]) lists only pins that change something, sorted
+//! 5. The plan (`report.rs`) lists only pins that change something, sorted
 //!    by domain and vCPU. Everything is ordered by `(domain, vCPU)` and
 //!    pCPU id, so the same input always gives the same plan.
 //!
@@ -46,10 +46,12 @@
 //! path to it, so an interval with unchanged usage after a plan was applied
 //! makes no move (unless the previous plan hit `max_moves`).
 //!
-//! Cost: sorting the vCPUs, `O(n log n)`, then per balancing step
-//! `O(P log k)` for moves plus `O(k)` for swaps (P pCPUs, k vCPUs per
-//! pCPU), at most `max_moves` steps; the exact pair repartition is bounded
-//! by a constant.
+//! Cost: sorting the vCPUs, `O(n log n)` (skipped when the snapshot is in
+//! order), then per balancing step `O(P)` to find the busiest and idlest
+//! pCPUs plus `O(log k)` per tier-1 move candidate (32 of them) and `O(k)`
+//! per swap (P pCPUs, k vCPUs per pCPU), at most `max_moves` steps; the
+//! exact pair repartition and the exhaustive search are bounded by
+//! constants. `benches/vcpu_plan.rs` times it up to 100,000 vCPUs.
 //!
 //! Limits: the additive model ignores contention. On a saturated pCPU the
 //! measured usage is a lower bound of the demand, so after a move the
