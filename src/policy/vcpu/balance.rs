@@ -151,7 +151,7 @@ impl<'a> Balancer<'a> {
             }
         }
         for m in &mut members {
-            m.sort_by(cmp_member);
+            m.sort_unstable_by(cmp_member);
         }
         Balancer {
             aim,

@@ -60,7 +60,7 @@ pub(super) fn place(
             None => todo.push(i),
         }
     }
-    todo.sort_by(|&a, &b| {
+    todo.sort_unstable_by(|&a, &b| {
         (known[b], weight[b])
             .partial_cmp(&(known[a], weight[a]))
             .unwrap_or(Ordering::Equal)

@@ -280,6 +280,7 @@ impl Tracker {
         // Pass 1: pair each sample with its previous reading and note the
         // pCPUs whose set of pinned vCPUs changed since then.
         let mut old = std::mem::take(&mut self.guests);
+        self.guests.reserve(runs.len());
         let mut prevs: Vec<Option<VcpuHistory>> = Vec::with_capacity(order.len());
         let mut changed: Vec<u32> = Vec::new();
         // (key, its previous history without vCPUs, whether its vCPU set changed)
