@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpulist;
 pub mod daemon;
 pub mod json;
 pub mod log;

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::cpulist::format_cpu_list;
 use crate::json::printable;
+use crate::policy::vcpu::usage::{load_pcpu, stddev, usage_pct};
 use crate::sample::{self, monotonic_ns, Want};
-use crate::virt::{format_cpu_list, Connection, ListFilter, NodeCpuStats, Result};
+use crate::virt::{Connection, ListFilter, NodeCpuStats, Result};
 
 /// One vCPU row.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +122,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
         },
         &|_| false,
     )?;
-    let wall = t1.saturating_sub(t0).max(1) as f64;
+    let wall_s = t1.saturating_sub(t0) as f64 / 1e9;
 
     let mut load: BTreeMap<u32, f64> = online.iter().map(|&c| (c, 0.0)).collect();
     let mut domains = Vec::new();
@@ -130,15 +132,9 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
         for v in &d.vcpus {
             let usage = before
                 .get(&(d.domain.uuid().to_string(), v.number))
-                .filter(|&&t| v.cpu_time_ns >= t)
-                .map(|&t| (v.cpu_time_ns - t) as f64 / wall * 100.0);
+                .and_then(|&t| usage_pct((t, v.cpu_time_ns), (t0, t1)));
             let affinity = v.affinity.cpus();
-            let at = if affinity.len() == 1 {
-                Some(affinity[0])
-            } else {
-                v.cpu
-            };
-            if let (Some(u), Some(p)) = (usage, at) {
+            if let (Some(u), Some(p)) = (usage, load_pcpu(&affinity, v.cpu)) {
                 *load.entry(p).or_insert(0.0) += u;
             }
             rows.push(VcpuRow {
@@ -185,7 +181,7 @@ pub fn collect(conn: &Connection, window: Duration) -> Result<Report> {
         host: host_line,
         inactive,
         read_path: sample::read_path(conn),
-        window_s: wall / 1e9,
+        window_s: wall_s,
         pcpus,
         host_free,
         domains,
@@ -204,15 +200,6 @@ fn mib(kib: Option<u64>) -> String {
 fn pct(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.1}"))
         .unwrap_or_else(|| "-".to_string())
-}
-
-/// Population standard deviation.
-pub fn stddev(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
 }
 
 impl std::fmt::Display for Report {
@@ -313,13 +300,6 @@ impl std::fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stddev_is_population() {
-        assert_eq!(stddev(&[]), 0.0);
-        assert!((stddev(&[100.0, 0.0]) - 50.0).abs() < 1e-9);
-        assert!((stddev(&[50.0, 50.0]) - 0.0).abs() < 1e-9);
-    }
 
     #[test]
     fn renders_missing_figures_as_dashes() {

@@ -111,29 +111,7 @@ impl CpuMap {
     }
 }
 
-/// Formats a CPU list the way `virsh` and cpusets do: `0-3,8`.
-pub fn format_cpu_list(cpus: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let start = cpus[i];
-        let mut end = start;
-        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
-            i += 1;
-            end = cpus[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}-{end}"));
-        }
-        i += 1;
-    }
-    out
-}
+pub use crate::cpulist::format_cpu_list;
 
 impl fmt::Display for CpuMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -265,9 +243,6 @@ mod tests {
 
     #[test]
     fn formats_lists_like_virsh() {
-        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 8]), "0-3,8");
-        assert_eq!(format_cpu_list(&[1, 3, 5]), "1,3,5");
-        assert_eq!(format_cpu_list(&[]), "");
         let m = CpuMap::from_cpus(16, &[0, 2, 3, 15]).expect("in range");
         assert_eq!(m.to_string(), "0,2-3,15");
         assert_eq!(CpuMap::new(4).to_string(), "-");

@@ -1,0 +1,381 @@
+//! Step 2 of a plan: usage. Cumulative vCPU times become percent of one
+//! pCPU, smoothed per vCPU and summed per guest, and every vCPU gets the
+//! weight the placement and balancing steps plan with.
+//!
+//! # Two levels: guest demand, vCPU weight
+//! A guest's kernel moves its threads between its own vCPUs, so the split
+//! of its load over its vCPUs can change every interval while its total
+//! stays put. The planner therefore keeps, per guest:
+//! - its **demand**: the sum of its vCPUs' usage, smoothed by the same
+//!   EWMA and jump rule as a vCPU's usage. It is what stays stable.
+//! - how much its **split moves**: the fraction of its demand that moved
+//!   between its vCPUs from one interval to the next (half the L1 distance
+//!   of consecutive splits), smoothed with weight [`SPLIT_WEIGHT`].
+//!
+//! A guest whose split moves by more than [`FLOATING_ABOVE`] of its demand
+//! per interval **floats** (until it moves by less than [`SETTLED_BELOW`]).
+//! Each of a floating guest's `k` vCPUs is planned at `demand / k`: a pCPU
+//! holding `c` of them carries `c/k` of its demand whichever vCPU its
+//! threads ran on this interval, so the guest kernel moving them changes
+//! nothing the planner sees and makes no pin change. Every other vCPU is
+//! planned at its own smoothed usage: a one-vCPU guest, a guest whose
+//! threads stay put (pinned inside it, or busy on vCPU 0 only), and a guest
+//! whose split has been seen only once (so its vCPUs are placed by what
+//! that reading shows, and a guest busy on vCPU 0 only is not stacked with
+//! another one). The price: a floating guest's first plan follows one
+//! reading's split, and the next interval may correct it once.
+
+use std::collections::HashMap;
+
+use super::{Snapshot, VcpuConfig, VcpuSample};
+
+/// Tolerance for float comparisons against thresholds.
+pub(super) const EPS: f64 = 1e-9;
+/// EWMA weight of the newest distance between consecutive splits.
+pub const SPLIT_WEIGHT: f64 = 0.5;
+/// A guest floats once more than this fraction of its demand moves
+/// between its vCPUs per interval (smoothed) ...
+pub const FLOATING_ABOVE: f64 = 0.1;
+/// ... and stops floating once less than this fraction does.
+pub const SETTLED_BELOW: f64 = 0.05;
+/// The split is measured only while the guest's raw demand is at least
+/// this many points (an idle guest's split is noise).
+const SHARE_MIN_DEMAND: f64 = 2.0;
+
+/// The single pCPU an affinity pins to, if it names exactly one.
+pub fn single_pin(affinity: &[u32]) -> Option<u32> {
+    match affinity {
+        [c] => Some(*c),
+        _ => None,
+    }
+}
+
+/// The pCPU a vCPU's load is counted on: its single pin, else the pCPU it
+/// was running on when sampled.
+pub fn load_pcpu(affinity: &[u32], running_on: Option<u32>) -> Option<u32> {
+    single_pin(affinity).or(running_on)
+}
+
+/// Usage in percent of one pCPU: `Δ cpu_time / Δ wall × 100`, capped at
+/// 100; `None` if the counter went backwards or no time passed.
+pub fn usage_pct(cpu_ns: (u64, u64), wall_ns: (u64, u64)) -> Option<f64> {
+    let d_cpu = cpu_ns.1.checked_sub(cpu_ns.0)?;
+    let d_wall = wall_ns.1.checked_sub(wall_ns.0).filter(|&d| d > 0)?;
+    Some((d_cpu as f64 / d_wall as f64 * 100.0).min(100.0))
+}
+
+/// Sum of squared deviations from the mean.
+pub fn sum_sq(loads: &[f64]) -> f64 {
+    if loads.is_empty() {
+        return 0.0;
+    }
+    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    loads.iter().map(|l| (l - mean) * (l - mean)).sum()
+}
+
+/// Population standard deviation, 0 for no values.
+pub fn stddev(loads: &[f64]) -> f64 {
+    if loads.is_empty() {
+        return 0.0;
+    }
+    (sum_sq(loads) / loads.len() as f64).sqrt()
+}
+
+/// The EWMA with its jump rule, for a vCPU's usage and a guest's demand
+/// alike: `raw` replaces the previous value at once if there is none, if
+/// it differs by `jump` points or more, or if `reset` (its pCPU's sharing
+/// changed); otherwise it is blended in with weight `smoothing`.
+fn smooth(prev: Option<f64>, raw: f64, reset: bool, cfg: &VcpuConfig) -> f64 {
+    match prev {
+        Some(u) if !reset && (raw - u).abs() < cfg.jump => {
+            cfg.smoothing * raw + (1.0 - cfg.smoothing) * u
+        }
+        _ => raw,
+    }
+}
+
+/// What is kept of one vCPU between snapshots.
+#[derive(Debug, Clone, Copy)]
+struct VcpuHistory {
+    vcpu: u32,
+    cpu_time_ns: u64,
+    at_ns: u64,
+    /// Smoothed usage, once two readings exist.
+    usage: Option<f64>,
+    /// Its share of the guest's demand in the last interval measured.
+    last_share: Option<f64>,
+    /// The single pCPU it was pinned to at that reading.
+    pin: Option<u32>,
+}
+
+/// What is kept of one guest (domain) between snapshots.
+#[derive(Debug, Clone, Default)]
+struct GuestHistory {
+    /// Sorted by vCPU number.
+    vcpus: Vec<VcpuHistory>,
+    /// Smoothed sum of its vCPUs' usage, once measured.
+    demand: Option<f64>,
+    /// Smoothed fraction of the demand that moved between its vCPUs per
+    /// interval, once two splits were seen.
+    moving: Option<f64>,
+    /// Planned as `k` equal parts of its demand.
+    floating: bool,
+}
+
+/// One vCPU of a snapshot as the later steps see it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Measured<'a> {
+    pub sample: &'a VcpuSample,
+    /// Smoothed usage, `None` until two readings exist.
+    pub usage: Option<f64>,
+    /// The load the planner counts for it (0 without usage).
+    pub weight: f64,
+}
+
+/// Usage history of every vCPU seen in the last snapshot.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Tracker {
+    /// Domain UUID → its history.
+    guests: HashMap<String, GuestHistory>,
+}
+
+/// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped.
+fn sorted(snap: &Snapshot) -> Vec<&VcpuSample> {
+    let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
+    fn key(s: &VcpuSample) -> (&str, u32) {
+        (s.domain.as_str(), s.vcpu)
+    }
+    // The adapter reads domains in order: skip the sort when it did.
+    if !order.windows(2).all(|w| key(w[0]) <= key(w[1])) {
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
+    order.dedup_by(|a, b| a.domain == b.domain && a.vcpu == b.vcpu);
+    order
+}
+
+/// Index ranges of `order`'s runs of one domain.
+fn guest_runs(order: &[&VcpuSample]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=order.len() {
+        if i == order.len() || order[i].domain != order[start].domain {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    runs
+}
+
+impl GuestHistory {
+    /// Updates the demand, the split and whether the guest floats from
+    /// this interval's raw usages (`raws`, in vCPU order), and sets the
+    /// weights.
+    fn weigh(
+        &mut self,
+        raws: &[Option<f64>],
+        raw_total: f64,
+        reset: bool,
+        cfg: &VcpuConfig,
+        out: &mut [Measured<'_>],
+    ) {
+        let all_raw = raws.iter().all(Option::is_some);
+        if raws.iter().any(Option::is_some) {
+            self.demand = Some(smooth(self.demand, raw_total, reset || !all_raw, cfg));
+        } else if self.vcpus.iter().all(|h| h.usage.is_none()) {
+            self.demand = None;
+        }
+        if all_raw && raw_total >= SHARE_MIN_DEMAND {
+            let (mut moved, mut seen) = (0.0, true);
+            for (h, raw) in self.vcpus.iter_mut().zip(raws) {
+                let now = raw.unwrap_or(0.0) / raw_total;
+                match h.last_share {
+                    Some(last) => moved += (now - last).abs() / 2.0,
+                    None => seen = false,
+                }
+                h.last_share = Some(now);
+            }
+            if seen {
+                let m = self
+                    .moving
+                    .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m));
+                self.moving = Some(m);
+                self.floating = m > if self.floating {
+                    SETTLED_BELOW
+                } else {
+                    FLOATING_ABOVE
+                };
+            }
+        }
+        let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
+        let part = self.demand.unwrap_or(0.0) / known.max(1) as f64;
+        for (m, h) in out.iter_mut().zip(&self.vcpus) {
+            m.weight = match h.usage {
+                None => 0.0,
+                Some(_) if self.floating => part,
+                Some(u) => u,
+            };
+        }
+    }
+}
+
+impl Tracker {
+    /// A guest's smoothed demand (sum of its vCPUs' usage), if measured.
+    pub fn demand(&self, domain: &str) -> Option<f64> {
+        self.guests.get(domain)?.demand
+    }
+
+    /// Whether a guest floats (is planned as equal parts of its demand).
+    pub fn floating(&self, domain: &str) -> Option<bool> {
+        self.guests.get(domain).map(|g| g.floating)
+    }
+
+    /// Smoothed usage of a vCPU as of the last update.
+    pub fn usage(&self, domain: &str, vcpu: u32) -> Option<f64> {
+        let g = self.guests.get(domain)?;
+        let j = g.vcpus.binary_search_by_key(&vcpu, |h| h.vcpu).ok()?;
+        g.vcpus[j].usage
+    }
+
+    /// Whether some vCPU of `snap` has no earlier reading to measure its
+    /// usage against (new, or its counter went backwards).
+    pub fn lacks_reading(&self, snap: &Snapshot) -> bool {
+        snap.vcpus.iter().any(|s| {
+            let prev = self.guests.get(&s.domain).and_then(|g| {
+                let j = g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu).ok()?;
+                Some(g.vcpus[j])
+            });
+            !matches!(prev, Some(p) if p.cpu_time_ns <= s.cpu_time_ns)
+        })
+    }
+
+    /// Records a reading for the vCPUs of `snap` that have none (or whose
+    /// counter went backwards) and leaves every other history untouched,
+    /// so their next usage still spans the whole interval.
+    pub fn observe(&mut self, snap: &Snapshot) {
+        for s in sorted(snap) {
+            let g = self.guests.entry(s.domain.clone()).or_default();
+            let fresh = VcpuHistory {
+                vcpu: s.vcpu,
+                cpu_time_ns: s.cpu_time_ns,
+                at_ns: snap.monotonic_ns,
+                usage: None,
+                last_share: None,
+                pin: single_pin(&s.affinity),
+            };
+            match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
+                Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
+                Ok(j) => g.vcpus[j] = fresh,
+                Err(j) => g.vcpus.insert(j, fresh),
+            }
+        }
+    }
+
+    /// Updates the history from `snap` and returns its vCPUs sorted by
+    /// (domain, vCPU), deduplicated, with their usage and weight. History
+    /// of vanished vCPUs and domains is dropped.
+    pub fn measure<'a>(&mut self, snap: &'a Snapshot, cfg: &VcpuConfig) -> Vec<Measured<'a>> {
+        let order = sorted(snap);
+        let runs = guest_runs(&order);
+
+        // Pass 1: pair each sample with its previous reading and note the
+        // pCPUs whose set of pinned vCPUs changed since then.
+        let mut old = std::mem::take(&mut self.guests);
+        self.guests.reserve(runs.len());
+        let mut prevs: Vec<Option<VcpuHistory>> = Vec::with_capacity(order.len());
+        let mut changed: Vec<u32> = Vec::new();
+        // (key, its previous history without vCPUs, whether its vCPU set changed)
+        let mut keys: Vec<(String, GuestHistory, bool)> = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let dom = order[run.start].domain.as_str();
+            let (key, prev) = old
+                .remove_entry(dom)
+                .unwrap_or_else(|| (dom.to_string(), GuestHistory::default()));
+            let mut matched = 0;
+            for s in &order[run.clone()] {
+                let p = prev
+                    .vcpus
+                    .binary_search_by_key(&s.vcpu, |h| h.vcpu)
+                    .ok()
+                    .map(|j| prev.vcpus[j]);
+                matched += usize::from(p.is_some());
+                let (was, now) = (p.and_then(|h| h.pin), single_pin(&s.affinity));
+                if p.is_none() || was != now {
+                    changed.extend(was);
+                    changed.extend(now);
+                }
+                prevs.push(p);
+            }
+            if matched < prev.vcpus.len() {
+                // vCPUs of this domain that vanished.
+                let gone = prev.vcpus.iter().filter(|h| {
+                    order[run.clone()]
+                        .binary_search_by_key(&h.vcpu, |s| s.vcpu)
+                        .is_err()
+                });
+                changed.extend(gone.filter_map(|h| h.pin));
+            }
+            let reshaped = matched < prev.vcpus.len() || matched < run.len();
+            let vcpus = Vec::with_capacity(run.len());
+            keys.push((key, GuestHistory { vcpus, ..prev }, reshaped));
+        }
+        // Domains that vanished.
+        changed.extend(
+            old.values()
+                .flat_map(|g| g.vcpus.iter().filter_map(|h| h.pin)),
+        );
+        changed.sort_unstable();
+        changed.dedup();
+
+        // Pass 2: usage per vCPU, then the guest's demand, shares and weights.
+        let now = snap.monotonic_ns;
+        let mut out = Vec::with_capacity(order.len());
+        let mut raws = Vec::new();
+        for (run, (key, mut guest, reshaped)) in runs.into_iter().zip(keys) {
+            let first = out.len();
+            raws.clear();
+            let (mut raw_total, mut reset_guest) = (0.0, reshaped);
+            for j in run {
+                let (s, prev) = (order[j], prevs[j]);
+                let pin = single_pin(&s.affinity);
+                let fresh = VcpuHistory {
+                    vcpu: s.vcpu,
+                    cpu_time_ns: s.cpu_time_ns,
+                    at_ns: now,
+                    usage: None,
+                    last_share: None,
+                    pin,
+                };
+                let mut raw = None;
+                let h = match prev {
+                    Some(p) if p.cpu_time_ns == s.cpu_time_ns && p.at_ns == now => p,
+                    Some(p) => match usage_pct((p.cpu_time_ns, s.cpu_time_ns), (p.at_ns, now)) {
+                        Some(r) => {
+                            // Its pCPU's sharing changed: old samples no longer apply.
+                            let reset = pin.map_or(true, |c| changed.binary_search(&c).is_ok());
+                            reset_guest |= reset;
+                            raw = Some(r);
+                            VcpuHistory {
+                                usage: Some(smooth(p.usage, r, reset, cfg)),
+                                last_share: p.last_share,
+                                ..fresh
+                            }
+                        }
+                        None => fresh,
+                    },
+                    None => fresh,
+                };
+                raw_total += raw.unwrap_or(0.0);
+                raws.push(raw);
+                guest.vcpus.push(h);
+                out.push(Measured {
+                    sample: s,
+                    usage: h.usage,
+                    weight: 0.0,
+                });
+            }
+            guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
+            self.guests.insert(key, guest);
+        }
+        out
+    }
+}
