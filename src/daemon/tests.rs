@@ -332,7 +332,11 @@ fn vcpu_tick_pins_what_the_plan_says() {
     assert_eq!(placed, [0, 1, 2]);
     assert_eq!(m.pins_total, 3);
     assert_eq!(m.vcpu.intervals_total, 1);
-    assert_eq!(m.vcpu.last_completed_unix_seconds, Some(1_800_000_000.0));
+    // Completed after the short second read of an interval with new vCPUs.
+    assert_eq!(
+        m.vcpu.last_completed_unix_seconds,
+        Some(1_800_000_000.0 + super::vcpu::PRESAMPLE.as_secs_f64())
+    );
     // Balanced and pinned: the next interval changes nothing.
     clock.set(SEC);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
@@ -527,10 +531,9 @@ fn a_stop_during_a_swap_finishes_the_swap() {
     let w = swap_world(&clock);
     let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
     let mut m = Metrics::default();
-    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("warm-up");
-    assert!(w.borrow().pins.is_empty());
+    // The first interval measures usage with its short second read, so
+    // it already plans the swap.
     w.borrow_mut().stop_after = Some(1);
-    clock.set(SEC);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     let pins = w.borrow().pins.clone();
     assert_eq!(pins.len(), 2, "both halves of the swap: {pins:?}");
@@ -547,10 +550,9 @@ fn a_swap_whose_first_pin_is_refused_is_skipped_whole() {
     let w = swap_world(&clock);
     let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
     let mut m = Metrics::default();
-    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("warm-up");
-    // Whichever pin of the swap comes first is refused.
+    // Whichever pin of the swap comes first is refused (the first
+    // interval plans the swap: its second read measured the usage).
     w.borrow_mut().pin_fault = refused(ErrorKind::Other);
-    clock.set(SEC);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     assert_eq!(m.pin_failures_total, 1, "the second half was not tried");
     assert!(w.borrow().pins.is_empty());
@@ -734,14 +736,11 @@ fn a_too_early_interval_is_skipped_and_a_long_gap_restarts_the_history() {
     assert_eq!(m.vcpu.intervals_total, 2);
     assert!(m.load_stddev.is_some());
     // 6 s later (more than 2.5 intervals): the history restarts, so this
-    // interval measures no usage (warm-up: every load 0).
+    // interval has no earlier reading and measures usage over its short
+    // second read only.
     at(8 * SEC, &mut m);
     assert_eq!(m.vcpu.intervals_total, 3);
-    assert!(
-        m.pcpu_load.iter().all(|(_, l)| *l == 0.0),
-        "{:?}",
-        m.pcpu_load
-    );
+    assert_eq!(clock.monotonic(), 8 * SEC + super::vcpu::PRESAMPLE);
 }
 
 #[test]
@@ -780,4 +779,61 @@ fn sighup_reloads_the_exclusions() {
     .expect("run");
     assert!(w.borrow().pins.is_empty(), "{:?}", w.borrow().pins);
     assert_eq!(d.metrics.vcpu.intervals_total, 2);
+}
+
+#[test]
+fn the_first_interval_places_by_measured_usage_not_by_count() {
+    // Four guests busy only on vCPU 0, never read before. Placed by count,
+    // each guest's two vCPUs are spread, but nothing tells where the busy
+    // ones go; the short second read measures them, so they are split 2/2.
+    let clock = FakeClock::default();
+    clock.set(Duration::from_secs(10));
+    let guests = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| dom(n, &[(45.0, &[0, 1][..]), (0.0, &[0, 1][..])]))
+        .collect();
+    let w = world(&clock, &[0, 1], guests);
+    let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
+    let mut m = Metrics::default();
+    let t0 = clock.monotonic();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let world = w.borrow();
+    let busy_on_0 = world
+        .doms
+        .iter()
+        .filter(|d| d.vcpus[0].affinity == [0])
+        .count();
+    assert!(
+        world.doms.iter().all(|d| d.vcpus[0].affinity.len() == 1),
+        "hard-pinned"
+    );
+    assert_eq!(busy_on_0, 2, "busy vCPUs split evenly over both pCPUs");
+    drop(world);
+    assert_eq!(
+        clock.monotonic() - t0,
+        super::vcpu::PRESAMPLE,
+        "one short second read"
+    );
+}
+
+#[test]
+fn known_vcpus_need_no_second_read() {
+    let clock = FakeClock::default();
+    clock.set(Duration::from_secs(10));
+    let w = world(
+        &clock,
+        &[0, 1],
+        vec![dom("a", &[(50.0, &[0][..]), (50.0, &[1][..])])],
+    );
+    let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
+    let mut m = Metrics::default();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick 1");
+    clock.set(clock.monotonic() + SEC);
+    let t1 = clock.monotonic();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick 2");
+    assert_eq!(
+        clock.monotonic(),
+        t1,
+        "no sleep once every vCPU has a reading"
+    );
 }

@@ -1,7 +1,11 @@
 //! The vCPU loop: read → plan → apply, once per vCPU interval.
 //!
 //! - **read**: host CPUs, then every running, not excluded domain's vCPUs
-//!   (time, affinity, current pCPU), stamped by the daemon's clock.
+//!   (time, affinity, current pCPU), stamped when the times were read (the
+//!   bulk call's return; the daemon's clock for sources without a stamp).
+//!   When some vCPU has no earlier reading (the first interval, a new
+//!   guest), a second read [`PRESAMPLE`] later gives it a measured usage,
+//!   so a guest busy on one vCPU is not placed by count.
 //! - **plan**: [`Scheduler::plan`] on that snapshot.
 //! - **apply**: each pin on the handle read in this interval; a swap's pins
 //!   form one unit, applied whole or not at all; a stop request is honoured
@@ -18,11 +22,30 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::source::{DomId, Failure, Source};
+use super::source::{DomId, Failure, Sample, Source};
 use super::{Ctx, Outcome, TickError};
 use crate::policy::vcpu::{Pin, PinKind, Scheduler, Snapshot, VcpuConfig};
 use crate::sample::Want;
 use crate::virt::{CpuMap, ErrorKind};
+
+/// The window of the second read in an interval whose vCPUs include some
+/// with no earlier reading (long enough for a busy vCPU to show, short
+/// against any interval).
+pub const PRESAMPLE: Duration = Duration::from_millis(500);
+
+/// The vCPU policy's input from one read: stamped when the times were read
+/// (the bulk call's return), or now when the source has no such stamp.
+fn snapshot(ctx: &Ctx<'_>, sample: &Sample, online: &[u32]) -> Snapshot {
+    Snapshot {
+        monotonic_ns: nanos(
+            sample
+                .vcpus_read_at
+                .unwrap_or_else(|| ctx.clock.monotonic()),
+        ),
+        pcpus: online.to_vec(),
+        vcpus: sample.vcpus.clone(),
+    }
+}
 
 /// The vCPU loop's state across intervals.
 #[derive(Debug)]
@@ -65,6 +88,9 @@ impl VcpuLoop {
     }
 
     /// One interval.
+    ///
+    /// When some vCPU has no earlier reading, the interval reads twice,
+    /// [`PRESAMPLE`] apart, so its first placement uses measured usage.
     pub fn tick(&mut self, ctx: &mut Ctx<'_>, src: &mut dyn Source) -> Result<(), TickError> {
         let t0 = ctx.clock.monotonic();
         self.ticks += 1;
@@ -97,16 +123,16 @@ impl VcpuLoop {
             vcpus: true,
             memory: false,
         };
-        let sample = ctx.read("vcpu", src, want, host.present)?;
-        let snap = Snapshot {
-            monotonic_ns: nanos(
-                sample
-                    .vcpus_read_at
-                    .unwrap_or_else(|| ctx.clock.monotonic()),
-            ),
-            pcpus: host.online.clone(),
-            vcpus: sample.vcpus.clone(),
-        };
+        let mut sample = ctx.read("vcpu", src, want, host.present)?;
+        let mut snap = snapshot(ctx, &sample, &host.online);
+        // vCPUs with no earlier reading (first interval, a new guest) would
+        // be placed by count: one short second read gives them a usage.
+        if self.scheduler.wants_presample(&snap) && !(ctx.stop)() {
+            self.scheduler.observe(&snap);
+            ctx.clock.sleep(PRESAMPLE);
+            sample = ctx.read("vcpu", src, want, host.present)?;
+            snap = snapshot(ctx, &sample, &host.online);
+        }
 
         // Plan.
         let plan = self.scheduler.plan(&snap);
