@@ -13,6 +13,9 @@
 # daemons by the PIDs in the chroot's state dir; undo every mount. The same teardown
 # runs on every exit path (normal end, error, SIGINT, SIGTERM).
 #
+# While a suite runs, lab/cache/chroot-SUITE holds bind mounts of /dev, /proc, /sys and
+# the repository: never delete lab/cache (git clean -x, rm -rf) during a matrix run.
+#
 # Environment: KVMSCHED_RELEASE_BIN (binary to test; default scripts/release's artifact),
 # KVL_STATE (the HOST lab's state dir, whose run.lock this takes so the matrix never runs
 # beside another lab run), KVL_MIRROR (Debian mirror), KVL_LOCK_WAIT (s, default 3600).
@@ -85,6 +88,11 @@ teardown_root() {
     umount "$m" 2>/dev/null || umount -l "$m" || echo "lab matrix: could not unmount $m" >&2
   done
   MOUNTS=()
+  # mounts a killed earlier run (SIGKILL: no trap) left under this root, deepest first
+  for m in $(findmnt -rn -o TARGET | grep -F "$root/" | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-); do
+    umount "$m" 2>/dev/null || umount -l "$m" || true
+    say "unmounted $m (left by an earlier run)"
+  done
   ROOT=""
   if findmnt -rn -o TARGET | grep -qF "$root/"; then
     echo "lab matrix: mounts left under $root:" >&2
@@ -103,9 +111,11 @@ trap 'on_signal INT 2' INT
 trap 'on_signal TERM 15' TERM
 
 # run_child CMD...: in the background so INT/TERM are handled at once (bash runs traps
-# only between foreground commands), then its exit status.
+# only between foreground commands), then its exit status. In a session of its own, so a
+# terminal's Ctrl-C reaches this script only (a child that handled the SIGINT itself would
+# make bash drop it) and on_signal stops the child in order.
 run_child() {
-  "$@" &
+  setsid "$@" &
   CHILD=$!
   wait "$CHILD"
   local rc=$?
@@ -114,26 +124,33 @@ run_child() {
 }
 
 # --------------------------------------------------------------------------- setup
-bind() {  # src dst
+bind() {  # src dst [ro]
   mkdir -p "$2"
   mount --bind "$1" "$2" || die "mount --bind $1 $2 failed"
   MOUNTS+=("$2")
+  [ "${3:-}" != ro ] || mount -o remount,bind,ro "$2" || die "cannot make $2 read-only"
 }
 
 mount_root() {  # root [with-repo]
+  # first whatever a killed earlier run left: its daemons, guests and mounts
+  ROOT=$1
+  teardown_root
   ROOT=$1
   bind /proc "$ROOT/proc"
   bind /sys "$ROOT/sys"
   bind /dev "$ROOT/dev"
   bind /dev/pts "$ROOT/dev/pts"
   if [ "${2:-}" = with-repo ]; then
-    bind "$REPO_DIR" "$ROOT$REPO_DIR"
+    # read-only: the chroot writes only its reports (lab/out below, read-write)
+    bind "$REPO_DIR" "$ROOT$REPO_DIR" ro
     mkdir -p "$OUT/$SUITE" "$REPO_DIR/lab/out"
     bind "$OUT/$SUITE" "$ROOT$REPO_DIR/lab/out"
   fi
 }
 
-in_root() { chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+# A clean environment inside the chroot (none of the host's PATH, PYTHONPATH, ...).
+CENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
+in_root() { chroot "$ROOT" "${CENV[@]}" "$@"; }
 
 daemon_pid() {  # name -> PID from the chroot's state dir if it is that daemon in this root
   local f="$ROOT$CSTATE/$1.pid" pid
@@ -239,7 +256,9 @@ cli_checks() {
   check "--trace status" $rc "$calls traced calls"
   out=$(in_root "$KVMSCHED" -c test:///default status 2>&1); rc=$?
   [ $rc = 0 ] || echo "$out" | sed 's/^/    /'
-  check "test:///default status" $rc "$(echo "$out" | tail -1 | cut -c1-120)"
+  local why=""
+  [ $rc = 0 ] || why=$(echo "$out" | tail -1 | cut -c1-160)
+  check "test:///default status" $rc "$why"
   local bad=0 n=0
   for args in "frobnicate" "vcpu" "vcpu 0" "vcpu -1" "memory abc" "status --window" \
               "--log-format xml status" "--bogus"; do
@@ -256,7 +275,9 @@ cli_checks() {
 
 scenario() {  # name: the lab runner inside the chroot, short timings
   local rc
-  run_child in_root env KVMSCHED="$KVMSCHED" KVL_STATE="$CSTATE" KVL_URI="$CURI" \
+  # chroot + env exec the runner, so CHILD is the runner's own PID (a signal reaches it
+  # first; it tears its guests down before the daemons are stopped)
+  run_child chroot "$ROOT" "${CENV[@]}" KVMSCHED="$KVMSCHED" KVL_STATE="$CSTATE" KVL_URI="$CURI" \
     KVL_ACCEL="${KVL_ACCEL:-tcg}" LAB_DIR="$LAB_DIR" REPO_DIR="$REPO_DIR" \
     "${RUNNER[@]}" run "$1" --short
   rc=$?
