@@ -150,7 +150,10 @@ mount_root() {  # root [with-repo]
 
 # A clean environment inside the chroot (none of the host's PATH, PYTHONPATH, ...).
 CENV=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
-in_root() { chroot "$ROOT" "${CENV[@]}" "$@"; }
+# fd 9 (the host lab lock) is closed for everything run in the chroot: a daemon that
+# inherited it would hold the lock after a killed matrix run (seen: a SIGKILLed run's
+# libvirtd + virtlogd kept every later lab run waiting).
+in_root() { chroot "$ROOT" "${CENV[@]}" "$@" 9>&-; }
 
 daemon_pid() {  # name -> PID from the chroot's state dir if it is that daemon in this root
   local f="$ROOT$CSTATE/$1.pid" pid
@@ -279,7 +282,7 @@ scenario() {  # name: the lab runner inside the chroot, short timings
   # first; it tears its guests down before the daemons are stopped)
   run_child chroot "$ROOT" "${CENV[@]}" KVMSCHED="$KVMSCHED" KVL_STATE="$CSTATE" KVL_URI="$CURI" \
     KVL_ACCEL="${KVL_ACCEL:-tcg}" LAB_DIR="$LAB_DIR" REPO_DIR="$REPO_DIR" \
-    "${RUNNER[@]}" run "$1" --short
+    "${RUNNER[@]}" run "$1" --short 9>&-
   rc=$?
   # The verdict is the report's: a PENDING or SKIPPED scenario (exit 0) did not pass.
   local report="$OUT/$SUITE/$1/report.md" verdict
