@@ -35,7 +35,12 @@ case "$KVMSCHED" in /*) ;; *) KVMSCHED="$REPO_DIR/$KVMSCHED" ;; esac
 # events use), the URI, and the lab runner itself.
 CSTATE=/run/kvmsched-lab
 CURI=qemu:///system
-RUNNER=(python3 "$LAB_DIR/lib/labrun.py")
+# (the chroot's own python3: bullseye's is 3.9, so the runner must stay 3.9-compatible)
+if [ -d "$LAB_DIR/kvmlab" ]; then
+  RUNNER=(env PYTHONPATH="$LAB_DIR" python3 -m kvmlab)
+else
+  RUNNER=(python3 "$LAB_DIR/lib/labrun.py")
+fi
 PKGS=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 python3)
 
 say() { echo "lab matrix: $*"; }
