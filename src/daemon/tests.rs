@@ -335,7 +335,7 @@ fn vcpu_tick_pins_what_the_plan_says() {
     // Completed after the short second read of an interval with new vCPUs.
     assert_eq!(
         m.vcpu.last_completed_unix_seconds,
-        Some(1_800_000_000.0 + super::vcpu::PRESAMPLE.as_secs_f64())
+        Some(1_800_000_000.0 + super::vcpu::presample_window(SEC).as_secs_f64())
     );
     // Balanced and pinned: the next interval changes nothing.
     clock.set(SEC);
@@ -740,7 +740,10 @@ fn a_too_early_interval_is_skipped_and_a_long_gap_restarts_the_history() {
     // second read only.
     at(8 * SEC, &mut m);
     assert_eq!(m.vcpu.intervals_total, 3);
-    assert_eq!(clock.monotonic(), 8 * SEC + super::vcpu::PRESAMPLE);
+    assert_eq!(
+        clock.monotonic(),
+        8 * SEC + super::vcpu::presample_window(2 * SEC)
+    );
 }
 
 #[test]
@@ -811,7 +814,7 @@ fn the_first_interval_places_by_measured_usage_not_by_count() {
     drop(world);
     assert_eq!(
         clock.monotonic() - t0,
-        super::vcpu::PRESAMPLE,
+        super::vcpu::presample_window(SEC),
         "one short second read"
     );
 }

@@ -4,7 +4,7 @@
 //!   (time, affinity, current pCPU), stamped when the times were read (the
 //!   bulk call's return; the daemon's clock for sources without a stamp).
 //!   When some vCPU has no earlier reading (the first interval, a new
-//!   guest), a second read [`PRESAMPLE`] later gives it a measured usage,
+//!   guest), a second read [`presample_window`] later gives it a measured usage,
 //!   so a guest busy on one vCPU is not placed by count.
 //! - **plan**: [`Scheduler::plan`] on that snapshot.
 //! - **apply**: each pin on the handle read in this interval; a swap's pins
@@ -29,9 +29,12 @@ use crate::sample::Want;
 use crate::virt::{CpuMap, ErrorKind};
 
 /// The window of the second read in an interval whose vCPUs include some
-/// with no earlier reading (long enough for a busy vCPU to show, short
-/// against any interval).
-pub const PRESAMPLE: Duration = Duration::from_millis(500);
+/// with no earlier reading (long enough for a busy vCPU to show), at most a
+/// quarter of the interval, so the time between two interval starts stays
+/// far from the 2.5 intervals after which the usage history restarts.
+pub fn presample_window(interval: Duration) -> Duration {
+    Duration::from_millis(500).min(interval / 4)
+}
 
 /// The vCPU policy's input from one read: stamped when the times were read
 /// (the bulk call's return), or now when the source has no such stamp.
@@ -90,7 +93,7 @@ impl VcpuLoop {
     /// One interval.
     ///
     /// When some vCPU has no earlier reading, the interval reads twice,
-    /// [`PRESAMPLE`] apart, so its first placement uses measured usage.
+    /// [`presample_window`] apart, so its first placement uses measured usage.
     pub fn tick(&mut self, ctx: &mut Ctx<'_>, src: &mut dyn Source) -> Result<(), TickError> {
         let t0 = ctx.clock.monotonic();
         self.ticks += 1;
@@ -129,7 +132,7 @@ impl VcpuLoop {
         // be placed by count: one short second read gives them a usage.
         if self.scheduler.wants_presample(&snap) && !(ctx.stop)() {
             self.scheduler.observe(&snap);
-            ctx.clock.sleep(PRESAMPLE);
+            ctx.clock.sleep(presample_window(self.interval));
             sample = ctx.read("vcpu", src, want, host.present)?;
             snap = snapshot(ctx, &sample, &host.online);
         }
