@@ -16,7 +16,23 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e, 1),
+        Err(Failed::Input(e)) => fail(&e, 2),
+        Err(Failed::Runtime(e)) => fail(&e, 1),
+    }
+}
+
+/// Why a command failed, which decides the exit status.
+enum Failed {
+    /// Bad input (a config file that does not load or parse, a value out of
+    /// range): exit status 2, like a bad argument.
+    Input(String),
+    /// Anything at run time (libvirt unreachable, a port taken): 1.
+    Runtime(String),
+}
+
+impl From<String> for Failed {
+    fn from(e: String) -> Self {
+        Failed::Runtime(e)
     }
 }
 
@@ -27,7 +43,7 @@ fn fail(msg: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Failed> {
     virt::set_trace(cli.global.trace);
     let uri = cli::resolve_uri(
         cli.global.connect.as_deref(),
@@ -67,9 +83,14 @@ fn daemon_main(
     loops: Loops,
     given: &[Given],
     iterations: Option<u64>,
-) -> Result<(), String> {
-    let file = global.config.as_deref().map(config::load).transpose()?;
-    let settings = config::resolve(file.as_ref(), given)?;
+) -> Result<(), Failed> {
+    let file = global
+        .config
+        .as_deref()
+        .map(config::load)
+        .transpose()
+        .map_err(Failed::Input)?;
+    let settings = config::resolve(file.as_ref(), given).map_err(Failed::Input)?;
     signals::install_handlers()?;
     signals::spawn_stop_watchdog(std::time::Duration::from_millis(900))?;
     let metrics = match &global.metrics {
@@ -122,7 +143,7 @@ fn daemon_main(
     if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr()) {
         log.line("daemon", &format!("metrics on http://{addr}/metrics"));
     }
-    daemon::run(Options {
+    Ok(daemon::run(Options {
         uri: uri.to_string(),
         dry_run: global.dry_run,
         log,
@@ -137,5 +158,5 @@ fn daemon_main(
         metrics,
         config_path: global.config.clone(),
         reload,
-    })
+    })?)
 }

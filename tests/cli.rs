@@ -481,7 +481,7 @@ fn config_errors_name_file_and_line_and_sighup_keeps_last_good() {
         "--iterations",
         "1",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a bad config file is bad input");
     let e = stderr(&o);
     assert!(e.contains(&format!("{p}:2:")), "file:line in {e}");
     assert!(e.contains("memory.bogus"), "{e}");

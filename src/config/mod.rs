@@ -23,29 +23,11 @@
 //!
 //! # Keys
 //!
-//! Declared once, in [`settings::SETTINGS`]; this table is its rendering
-//! ([`settings::doc_table`], checked by a test):
-//!
-//! | key | flag | value | default |
-//! |-----|------|-------|---------|
-//! | `vcpu.threshold` | `--threshold` | std-dev of pCPU loads (points) counted as balanced; a number >= 0 | 5 |
-//! | `vcpu.max_moves` |  | most pin changes per interval; a whole number >= 1 | 64 |
-//! | `vcpu.confirm_intervals` |  | intervals a small imbalance must last before pins change; a whole number >= 1 | 2 |
-//! | `vcpu.cpus` | `--cpus` | pCPUs the vCPUs may be pinned to; a CPU list such as 0-3,8 | all online pCPUs |
-//! | `vcpu.smoothing` |  | EWMA weight of the newest usage sample; a number greater than 0 and at most 1 | 0.5 |
-//! | `memory.target_free_mib` | `--target-free` | free memory each guest should keep; whole MiB | 100 MiB |
-//! | `memory.band_mib` |  | dead band above the target; whole MiB | 32 MiB |
-//! | `memory.release_fraction` |  | share of a guest's excess free memory released per period; a number greater than 0 and at most 1 | 0.5 |
-//! | `memory.release_cap_mib` |  | largest release from one guest in one period; whole MiB | 128 MiB |
-//! | `memory.stale_grant_mib` |  | most granted once to a guest whose balloon stats stalled while it is short (0: never); whole MiB | 64 MiB |
-//! | `memory.min_step_mib` |  | smallest balloon change issued; whole MiB | 4 MiB |
-//! | `memory.min_floor_mib` | `--min-floor` | lowest balloon size any shrink may set; whole MiB | 200 MiB |
-//! | `memory.host_reserve_mib` | `--host-reserve` | host free memory never granted to guests; whole MiB | 200 MiB |
-//! | `memory.growth_lookahead_periods` |  | periods of consumption granted ahead to a growing guest; a whole number >= 0 | 3 |
-//! | `interval.vcpu` | `--vcpu-interval` | vCPU loop interval; seconds from 0.05 to 86400 | 2 s |
-//! | `interval.memory` | `--memory-interval` | memory loop interval; seconds from 0.05 to 86400 | 2 s |
-//! | `exclude` |  | domains never pinned and never ballooned; comma-separated names or globs (`*`, `?`); the key may repeat | none |
-//! | `floor.<domain>` |  | balloon floor of one domain; whole MiB | none |
+//! Declared once, in [`settings::SETTINGS`]: name, flag, value kind and
+//! range, default (from the policies' `Default`) and help. The parser
+//! below, the command-line flags, `kvmsched help run` and
+//! `contrib/kvmsched.conf` (rendered, and checked by a test) all come from
+//! that table, so a new key is one row there plus the field it sets.
 //!
 //! A flag overrides its key. Excluded domains are never pinned and never
 //! ballooned; a glob ([`glob_match`]) matches whole, case-sensitive names,
@@ -261,7 +243,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::settings::{doc_table, sample_config, MAX_MIB, SETTINGS};
+    use super::settings::{sample_config, MAX_MIB, SETTINGS};
     use super::*;
     use crate::policy::memory::MemConfig;
     use crate::policy::vcpu::VcpuConfig;
@@ -645,24 +627,6 @@ mod tests {
             Err("bad value \"100.5\" for --example: expected a number from 0 to 100".into())
         );
         assert_eq!(s.range(), "a number from 0 to 100");
-    }
-
-    /// The key table in this module's doc is the table's rendering.
-    #[test]
-    fn module_doc_table() {
-        let doc: String = include_str!("mod.rs")
-            .lines()
-            .filter_map(|l| l.strip_prefix("//! |"))
-            .map(|l| format!("|{l}\n"))
-            .collect();
-        assert!(
-            doc == doc_table(),
-            "the module doc's key table differs from the settings table; paste:\n{}",
-            doc_table()
-                .lines()
-                .map(|l| format!("//! {l}\n"))
-                .collect::<String>()
-        );
     }
 
     /// Every setting's shown value and example parse and apply, and the

@@ -4,9 +4,8 @@
 //!
 //! Everything else is derived from [`SETTINGS`]: the config parser (through
 //! [`Setting::apply`]), the command-line flags that override a key, the
-//! `kvmsched help` text, the sample `contrib/kvmsched.conf` and the key table
-//! in the [`config`](super) module doc (both checked by tests against
-//! [`sample_config`] and [`doc_table`]). Defaults are never written here:
+//! `kvmsched help` text and the sample `contrib/kvmsched.conf` (checked by a
+//! test against [`sample_config`]). Defaults are never written here:
 //! they are read from [`Resolved::default`], that is from
 //! [`VcpuConfig::default`], [`MemConfig::default`] and
 //! [`DEFAULT_INTERVAL`].
@@ -15,9 +14,8 @@
 //!
 //! Add one [`Setting`] to [`SETTINGS`] (a `field` closure names the policy
 //! field it sets) and use that field in the policy. Then regenerate the
-//! sample file with `UPDATE_SAMPLE_CONFIG=1 cargo test --lib config` and
-//! paste [`doc_table`]'s new row into the module doc (the tests say so when
-//! either differs).
+//! sample file with `UPDATE_SAMPLE_CONFIG=1 cargo test --lib config` (the
+//! test says so when it differs).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -100,6 +98,18 @@ pub enum Kind {
         max: f64,
         /// The field set.
         field: fn(&mut Resolved) -> &mut f64,
+    },
+    /// A finite number from `min` to `max`, or unset (`None`): then the
+    /// policy derives it, as `absent` says.
+    OptionalNumber {
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+        /// The field set.
+        field: fn(&mut Resolved) -> &mut Option<f64>,
+        /// What the unset default means, for help text.
+        absent: &'static str,
     },
     /// A number greater than 0 and at most 1.
     Fraction {
@@ -208,6 +218,20 @@ pub const SETTINGS: &[Setting] = &[
         help: "std-dev of pCPU loads (points) counted as balanced",
         note: "Nothing moves while the std-dev is at or below it.",
         example: "",
+    },
+    Setting {
+        key: "vcpu.aim",
+        flag: None,
+        section: Section::Vcpu,
+        kind: Kind::OptionalNumber {
+            min: 0.0,
+            max: 100.0,
+            field: |r| &mut r.vcpu.aim,
+            absent: "half the threshold",
+        },
+        help: "std-dev (points) a rebalance plans down to once the threshold is crossed; at most the threshold",
+        note: "Planning below the trigger leaves room for noise, so a balanced host is not pushed back over the threshold.",
+        example: "2.5",
     },
     Setting {
         key: "vcpu.max_moves",
@@ -456,6 +480,12 @@ impl Setting {
                 Ok(v) if v.is_finite() && v >= min && v <= max => *field(r) = v,
                 _ => return Err(bad(what, value, &format!("expected {}", self.range()))),
             },
+            Kind::OptionalNumber {
+                min, max, field, ..
+            } => match value.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= min && v <= max => *field(r) = Some(v),
+                _ => return Err(bad(what, value, &format!("expected {}", self.range()))),
+            },
             Kind::Fraction { field } => match value.parse::<f64>() {
                 Ok(v) if v > 0.0 && v <= 1.0 => *field(r) = v,
                 _ => {
@@ -533,6 +563,7 @@ impl Setting {
             Kind::Number { field, .. } | Kind::Fraction { field } => {
                 Some(field(&mut d).to_string())
             }
+            Kind::OptionalNumber { field, .. } => field(&mut d).map(|v| v.to_string()),
             Kind::Count { field, .. } => Some(field(&mut d).to_string()),
             Kind::Size { field, .. } => Some(field(&mut d).to_string()),
             Kind::Mib { field } => Some((*field(&mut d) / MIB).to_string()),
@@ -552,6 +583,7 @@ impl Setting {
     fn absent(&self) -> &'static str {
         match self.kind {
             Kind::CpuList { .. } => "all online pCPUs",
+            Kind::OptionalNumber { absent, .. } => absent,
             _ => "none",
         }
     }
@@ -577,7 +609,9 @@ impl Setting {
     pub fn range(&self) -> String {
         match self.kind {
             Kind::Number { min, max, .. } if max == f64::INFINITY => format!("a number >= {min}"),
-            Kind::Number { min, max, .. } => format!("a number from {min} to {max}"),
+            Kind::Number { min, max, .. } | Kind::OptionalNumber { min, max, .. } => {
+                format!("a number from {min} to {max}")
+            }
             Kind::Fraction { .. } => "a number greater than 0 and at most 1".to_string(),
             Kind::Count { min, .. } => format!("a whole number >= {min}"),
             Kind::Size { min, .. } => format!("a whole number >= {min}"),
@@ -593,7 +627,7 @@ impl Setting {
     /// The placeholder of the flag's value in help text.
     fn metavar(&self) -> &'static str {
         match self.kind {
-            Kind::Number { .. } | Kind::Fraction { .. } => "N",
+            Kind::Number { .. } | Kind::OptionalNumber { .. } | Kind::Fraction { .. } => "N",
             Kind::Count { .. } | Kind::Size { .. } => "N",
             Kind::Mib { .. } | Kind::PerDomainMib { .. } => "MIB",
             Kind::CpuList { .. } => "LIST",
@@ -641,25 +675,6 @@ pub fn key_help() -> String {
             let _ = write!(line, " (default: {})", s.absent());
         }
         let _ = writeln!(out, "{}", line.trim_end());
-    }
-    out
-}
-
-/// The table of keys in the [`config`](super) module doc, one row per
-/// setting (a test checks the doc holds exactly these lines).
-pub fn doc_table() -> String {
-    let mut out =
-        String::from("| key | flag | value | default |\n|-----|------|-------|---------|\n");
-    for s in SETTINGS {
-        let flag = s.flag.map(|f| format!("`{f}`")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "| `{}` | {flag} | {}; {} | {} |",
-            s.key,
-            s.help,
-            s.range(),
-            s.default_with_unit()
-        );
     }
     out
 }
