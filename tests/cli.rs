@@ -630,7 +630,7 @@ fn scrape_metrics(addr: &str) -> String {
 
 #[test]
 fn a_scrape_during_a_stuck_call_shows_the_call_and_its_age() {
-    use kvmsched::metrics::check::{check, find};
+    use common::prometheus::{check, find};
     // A "daemon" that accepts the connection and never answers: kvmsched
     // stays inside virConnectOpen, publishing nothing.
     let dir = std::env::temp_dir().join(format!("kvmsched-stuck-m-{}", std::process::id()));
@@ -702,7 +702,7 @@ fn a_daemon_scrape_passes_the_strict_checker() {
     wait_for_line(&mut child, " memory: ").expect("a memory interval");
     let body = scrape_metrics(&addr);
     let (_out, err) = term(&mut child);
-    let s = kvmsched::metrics::check::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let s = common::prometheus::check(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
     assert!(
         s.iter().any(|x| x.name == "kvmsched_pcpu_load_ratio"),
         "{body}"

@@ -309,7 +309,7 @@ pub fn render(m: &Metrics, live: &Live) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::check::{check, find};
+    use crate::metrics::promcheck::{check, find};
     use proptest::prelude::*;
 
     fn sample_metrics() -> Metrics {
@@ -509,7 +509,23 @@ mod tests {
         check(&render(&m, &Live::default())).unwrap_or_else(|e| panic!("{e}"));
     }
 
+    #[test]
+    fn the_checker_rejects_a_counter_without_total() {
+        let good = "# HELP kvmsched_pins_total h\n# TYPE kvmsched_pins_total counter\n\
+                    kvmsched_pins_total 1\n";
+        assert_eq!(
+            find(&check(good).unwrap(), "kvmsched_pins_total", None),
+            Some(1.0)
+        );
+        let bad = good.replace("_total", "");
+        let e = check(&bad).unwrap_err();
+        assert!(e.contains("ends _total"), "{e}");
+    }
+
     proptest! {
+        // Each case runs the Python checker once.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
         #[test]
         fn any_domain_name_renders_valid(names in prop::collection::vec(any::<String>(), 0..6)) {
             let mut m = Metrics::default();

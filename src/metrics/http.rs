@@ -404,7 +404,7 @@ fn response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::check::{check, find};
+    use crate::metrics::promcheck::{check, find};
     use proptest::prelude::*;
 
     #[test]

@@ -11,8 +11,11 @@
 //! age.
 //!
 //! - [`exposition`]: the figures and their text rendering;
-//! - [`http`]: the listener and the metrics thread;
-//! - [`check`]: a strict checker of the text, used by the tests.
+//! - [`http`]: the listener and the metrics thread.
+//!
+//! The tests check every rendered or scraped page with the lab's
+//! Prometheus-text checker (`lab/kvmlab/prometheus.py`), run through
+//! `tests/common/prometheus.rs`.
 //!
 //! Exposed families (all prefixed `kvmsched_`):
 //!
@@ -38,9 +41,11 @@
 //! | `libvirt_call_in_progress_seconds` | gauge | |
 //! | `reconnects_total` | counter | |
 
-pub mod check;
 pub mod exposition;
 pub mod http;
+#[cfg(test)]
+#[path = "../../tests/common/prometheus.rs"]
+mod promcheck;
 
 pub use exposition::{escape_label_value, render, DomainMetrics, Live, LoopMetrics, Metrics};
 pub use http::{parse_addr, MetricsServer};

@@ -1,9 +1,12 @@
 //! Shared helpers for tests against libvirt's test driver: one custom node
-//! XML per test, so no test sees another's state.
+//! XML per test, so no test sees another's state; [`prometheus`] runs the
+//! lab's Prometheus-text checker.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+
+pub mod prometheus;
 
 /// One guest in a test node file.
 pub struct Guest<'a> {
