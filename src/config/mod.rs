@@ -46,6 +46,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod setting;
 pub mod settings;
 
 use settings::{Resolved, Setting};
