@@ -3,7 +3,7 @@
 //! field it sets.
 //!
 //! Everything else is derived from [`SETTINGS`] by the code in
-//! [`setting`](super::setting): the config parser (through
+//! `config::setting`: the config parser (through
 //! [`Setting::apply`]), the command-line flags that override a key, the
 //! `kvmsched help` text and the sample `contrib/kvmsched.conf` (checked by a
 //! test against [`sample_config`]). Defaults are never written here:
