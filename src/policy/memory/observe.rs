@@ -104,10 +104,24 @@ pub(super) fn observe(
             note(notes, if sized { Note::NoStats } else { Note::NoSize });
             h.noted_no_stats = true;
         }
-        h.drop_samples();
-        h.expected_actual_kib = d.actual_kib;
+        if !sized {
+            h.drop_samples();
+            h.expected_actual_kib = d.actual_kib;
+            return Observed {
+                in_flight_kib: 0,
+                sample: None,
+            };
+        }
+        // Stats missing from this read (a busy monitor under NOWAIT, a
+        // balloon driver going away): the samples say nothing any more,
+        // but a change in flight is still memory the host owes, so it
+        // stays counted until it times out.
+        h.drop_stats();
+        abandon_timed_out(cfg, h, now_ms, d.actual_kib, notes, &d.name);
+        let pending = h.unsettled().map(|c| c.to_kib);
+        h.expected_actual_kib = pending.unwrap_or(d.actual_kib);
         return Observed {
-            in_flight_kib: 0,
+            in_flight_kib: pending.map_or(0, |p| p.saturating_sub(d.actual_kib)),
             sample: None,
         };
     };
@@ -135,25 +149,7 @@ pub(super) fn observe(
     }
     h.changes
         .retain(|c| c.settled_at.map_or(true, |s| seq <= s));
-    let oldest = h
-        .changes
-        .iter()
-        .filter(|c| c.in_flight())
-        .filter_map(|c| c.issued_ms)
-        .min();
-    if oldest.is_some_and(|t| now_ms.saturating_sub(t) > cfg.settle_timeout_ms) {
-        if let Some(c) = h.unsettled() {
-            note(
-                notes,
-                Note::BalloonTimeout {
-                    requested_kib: c.to_kib,
-                    actual_kib: d.actual_kib,
-                },
-            );
-        }
-        h.abandon_in_flight();
-        h.expected_actual_kib = d.actual_kib;
-    }
+    abandon_timed_out(cfg, h, now_ms, d.actual_kib, notes, &d.name);
     if !first && h.unsettled().is_none() && d.actual_kib.abs_diff(h.expected_actual_kib) > tol {
         h.changes.push(Change {
             from_kib: h.expected_actual_kib,
@@ -200,6 +196,37 @@ pub(super) fn observe(
             freshness,
             pending_kib: pending,
         }),
+    }
+}
+
+/// Forgets the changes in flight whose oldest request is older than the
+/// settle timeout (the balloon never got there), noting it.
+fn abandon_timed_out(
+    cfg: &MemConfig,
+    h: &mut History,
+    now_ms: u64,
+    actual_kib: u64,
+    notes: &mut Notes,
+    name: &str,
+) {
+    let oldest = h
+        .changes
+        .iter()
+        .filter(|c| c.in_flight())
+        .filter_map(|c| c.issued_ms)
+        .min();
+    if oldest.is_some_and(|t| now_ms.saturating_sub(t) > cfg.settle_timeout_ms) {
+        if let Some(c) = h.unsettled() {
+            notes.push((
+                name.to_string(),
+                Note::BalloonTimeout {
+                    requested_kib: c.to_kib,
+                    actual_kib,
+                },
+            ));
+        }
+        h.abandon_in_flight();
+        h.expected_actual_kib = actual_kib;
     }
 }
 

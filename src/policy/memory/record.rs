@@ -80,11 +80,17 @@ pub(super) struct History {
 
 impl History {
     pub fn drop_samples(&mut self) {
+        self.drop_stats();
+        self.changes.clear();
+    }
+
+    /// Forgets what the balloon stats said (freshness, rates), keeping the
+    /// changes still in flight.
+    pub fn drop_stats(&mut self) {
         self.prev_lu = None;
         self.sample_seen_ms = None;
         self.stats_interval_s = None;
         self.rates.clear();
-        self.changes.clear();
     }
 
     /// The newest change still in flight: the size the balloon is moving to.

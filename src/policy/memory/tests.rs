@@ -1280,3 +1280,45 @@ fn simulated_consumer_never_starves_and_release_is_gradual() {
         assert!(periods <= bound, "{periods} periods > {bound}");
     }
 }
+
+#[test]
+fn a_read_without_stats_keeps_a_grant_in_flight() {
+    // A grant, then one read whose balloon stats are left out (libvirt's
+    // bulk read with NOWAIT skips them while the guest's monitor is busy),
+    // then stats from before the grant: the grant stays counted against
+    // the host, and it is not made a second time.
+    let needy = |name, lu| dom(name, 512, 4096, 30, lu);
+    let g1 = {
+        let mut c = Coordinator::new(MemConfig::default());
+        let p = run(&mut c, 0, &big_host(), &[needy("a", 1)]);
+        action(&p, "a").expect("grant").to_kib - 512 * MIB
+    };
+    // The host can fund that grant and 10 MiB more.
+    let reserve = MemConfig::default().host_reserve_kib;
+    let host = HostMem {
+        free_kib: reserve + g1 + 10 * MIB,
+    };
+    let mut c = Coordinator::new(MemConfig::default());
+    let p = run(&mut c, 0, &host, &[needy("a", 1)]);
+    let to = action(&p, "a").expect("grant").to_kib;
+    assert_eq!(to - 512 * MIB, g1);
+    // No stats for `a` this time, its balloon not moved yet (host free
+    // unchanged), and a second needy guest: only the 10 MiB are left.
+    let blind = DomainMem {
+        unused_kib: None,
+        available_kib: None,
+        last_update: None,
+        ..needy("a", 1)
+    };
+    let p = run(&mut c, 2000, &host, &[blind, needy("b", 1)]);
+    let b = action(&p, "b").map_or(0, |s| s.to_kib - s.from_kib);
+    assert!(b <= 10 * MIB, "b granted {} KiB out of a's grant: {p}", b);
+    assert!(action(&p, "a").is_none(), "{p}");
+    // The balloon reached it, stats still from before the grant: no grant.
+    let before = DomainMem {
+        actual_kib: to,
+        ..needy("a", 3)
+    };
+    let p = run(&mut c, 4000, &host, &[before]);
+    assert!(action(&p, "a").is_none(), "double grant: {p}");
+}
