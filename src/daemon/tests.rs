@@ -418,7 +418,7 @@ fn run_daemon(
 }
 
 #[test]
-fn a_lost_connection_reconnects_and_restarts_the_usage_history() {
+fn a_lost_connection_reconnects() {
     let clock = FakeClock::default();
     let w = world(&clock, &[0, 1], vec![dom("g", &[(50.0, &[0, 1][..]); 2])]);
     w.borrow_mut().pin_fault = refused(ErrorKind::ConnectionLost);
@@ -556,6 +556,28 @@ fn a_swap_whose_first_pin_is_refused_is_skipped_whole() {
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     assert_eq!(m.pin_failures_total, 1, "the second half was not tried");
     assert!(w.borrow().pins.is_empty());
+}
+
+#[test]
+fn a_swap_whose_second_pin_is_refused_is_put_back() {
+    let clock = FakeClock::default();
+    let w = swap_world(&clock);
+    let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
+    let mut m = Metrics::default();
+    // The second pin call of the interval is refused; the others succeed.
+    let calls = Rc::new(Cell::new(0u32));
+    let seen = calls.clone();
+    w.borrow_mut().pin_fault = Box::new(move |_| {
+        seen.set(seen.get() + 1);
+        (seen.get() == 2).then(|| Failure::new(ErrorKind::Other, "virDomainPinVcpu: refused"))
+    });
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    assert_eq!(m.pin_failures_total, 1);
+    // The first half was applied, then put back: the seeding holds.
+    assert_eq!(w.borrow().pins.len(), 2, "{:?}", w.borrow().pins);
+    for (name, cpu) in [("h1", 0), ("h2", 0), ("l1", 1), ("l2", 1)] {
+        assert_eq!(affinities(&w, name), [vec![cpu]], "{name}");
+    }
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //!   so a guest busy on one vCPU is not placed by count.
 //! - **plan**: [`Scheduler::plan`] on that snapshot.
 //! - **apply**: each pin on the handle read in this interval; a swap's pins
-//!   form one unit, applied whole or not at all; a stop request is honoured
+//!   form one unit: applied whole, or, when one of them is refused, the rest
+//!   is skipped and what was applied is put back (a connection lost half
+//!   way leaves it to the next interval); a stop request is honoured
 //!   between units.
 //! - **commit**: the figures go to the metrics; the scheduler's usage
 //!   history needs no commit, as the next read shows the affinities that
@@ -149,11 +151,19 @@ impl VcpuLoop {
                 stopped = true;
                 break;
             }
+            let mut done: Vec<&Pin> = Vec::new();
             for pin in unit {
                 match apply_pin(ctx, src, &index, host.present, pin) {
-                    Step::Took => applied += 1,
-                    // The rest of a swap is not applied without this half.
-                    Step::Failed => break,
+                    Step::Took => {
+                        applied += 1;
+                        done.push(pin);
+                    }
+                    // Half a swap stacks two vCPUs on one pCPU: the rest
+                    // is not applied, and what was is put back.
+                    Step::Failed => {
+                        applied -= undo(ctx, src, &index, host.present, &done);
+                        break;
+                    }
                     Step::Lost(f) => return Err(TickError::Lost(f)),
                 }
             }
@@ -198,6 +208,35 @@ enum Step {
     Failed,
     /// The connection is gone.
     Lost(Failure),
+}
+
+/// Puts the pins of a unit that was not applied whole back where they were
+/// (each one's `from`); returns how many were put back. A pin with no
+/// single earlier pCPU cannot be put back and stays (it was a placement).
+fn undo(
+    ctx: &mut Ctx<'_>,
+    src: &mut dyn Source,
+    index: &BTreeMap<&str, DomId>,
+    present: u32,
+    done: &[&Pin],
+) -> usize {
+    let mut back = 0;
+    for pin in done.iter().rev() {
+        let Some(from) = pin.from else { continue };
+        let reverse = Pin {
+            pcpu: from,
+            from: Some(pin.pcpu),
+            ..(*pin).clone()
+        };
+        match apply_pin(ctx, src, index, present, &reverse) {
+            Step::Took => back += 1,
+            Step::Failed | Step::Lost(_) => ctx.log.warn(
+                "vcpu",
+                &format!("{pin}: could not be put back after the rest of its swap failed"),
+            ),
+        }
+    }
+    back
 }
 
 /// Applies one pin on the handle read this interval.
