@@ -1,5 +1,6 @@
 //! `kvmsched`: parse, connect, loop.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use kvmsched::cli::{self, Cli, Command, Global, Loops};
@@ -39,8 +40,25 @@ impl From<String> for Failed {
 /// Prints `kvmsched: <msg>` as one line (libvirt messages may hold line
 /// breaks and names control characters) and returns exit status `code`.
 fn fail(msg: &str, code: u8) -> ExitCode {
-    eprintln!("kvmsched: {}", printable(msg));
+    // Never a panic, even when stderr is closed.
+    let _ = writeln!(std::io::stderr().lock(), "kvmsched: {}", printable(msg));
     ExitCode::from(code)
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) is not an
+/// error; any other write failure is one line and exit status 1, never a
+/// panic.
+fn out(text: &str) -> Result<(), Failed> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failed::Runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failed> {
@@ -50,24 +68,14 @@ fn run(cli: Cli) -> Result<(), Failed> {
         std::env::var("LIBVIRT_DEFAULT_URI").ok().as_deref(),
     );
     match &cli.command {
-        Command::Help(None) => {
-            print!("{}", cli::USAGE);
-            Ok(())
-        }
-        Command::Help(Some(c)) => {
-            print!("{}", cli::command_help(c));
-            Ok(())
-        }
-        Command::Version => {
-            println!("kvmsched {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Command::Help(None) => out(cli::USAGE),
+        Command::Help(Some(c)) => out(&cli::command_help(c)),
+        Command::Version => out(&format!("kvmsched {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Status { window } => {
             let conn = virt::Connection::open_read_only(&uri).map_err(|e| e.to_string())?;
             let window = window.unwrap_or(cli::DEFAULT_WINDOW);
             let report = status::collect(&conn, window).map_err(|e| e.to_string())?;
-            print!("{report}");
-            Ok(())
+            out(&report.to_string())
         }
         Command::Daemon {
             loops,

@@ -883,3 +883,35 @@ fn a_wedged_call_is_logged_once_when_it_overruns_three_intervals() {
     drop(keep);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn output_to_a_closed_pipe_is_no_panic() {
+    use std::os::fd::FromRawFd;
+    // stdout is a pipe whose reader is already gone: every write fails
+    // with EPIPE (Rust ignores SIGPIPE), as with `kvmsched help run | head -c1`.
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fds[0] is the read end we own; closing it once.
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: fds[1] is the write end we own; the Stdio takes it over.
+    let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    for args in [
+        &["help", "run"][..],
+        &["--version"][..],
+        &["-c", "test:///default", "status"][..],
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_kvmsched"))
+            .args(args)
+            .stdout(
+                // SAFETY: dup of the write end we still own.
+                unsafe { std::process::Stdio::from_raw_fd(libc::dup(fds[1])) },
+            )
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
+    }
+    drop(write_end);
+}
