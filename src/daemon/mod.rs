@@ -533,6 +533,7 @@ impl Daemon {
         let counts = virt::call_counts();
         self.metrics.libvirt_calls_total = counts.calls;
         self.metrics.libvirt_errors_total = counts.failures;
+        self.metrics.libvirt_release_failures_total = virt::drop_failures();
         if let Some(shared) = &self.published {
             match shared.lock() {
                 Ok(mut m) => *m = self.metrics.clone(),

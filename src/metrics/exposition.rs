@@ -73,6 +73,9 @@ pub struct Metrics {
     pub libvirt_calls_total: u64,
     /// libvirt calls that failed.
     pub libvirt_errors_total: u64,
+    /// Handle releases (`virDomainFree`, `virConnectClose`, …) that failed
+    /// in `Drop`.
+    pub libvirt_release_failures_total: u64,
     /// Successful reconnections to libvirtd.
     pub reconnects_total: u64,
     /// Whether the libvirt connection is up.
@@ -282,6 +285,12 @@ pub fn render(m: &Metrics, live: &Live) -> String {
         "counter",
         "libvirt API calls that failed.",
         m.libvirt_errors_total as f64,
+    );
+    o.scalar(
+        "libvirt_release_failures_total",
+        "counter",
+        "libvirt handle releases (virDomainFree, virConnectClose, ...) that failed.",
+        m.libvirt_release_failures_total as f64,
     );
     o.family(
         "libvirt_call_in_progress",

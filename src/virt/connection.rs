@@ -186,21 +186,6 @@ impl Connection {
         Ok(r == 1)
     }
 
-    /// Whether `err`, returned by a call on this connection, means the
-    /// connection is gone: its kind is
-    /// [`ErrorKind::ConnectionLost`](super::ErrorKind::ConnectionLost) and
-    /// [`Connection::is_alive`] no longer reports it open (or cannot tell).
-    ///
-    /// The confirmation matters for `VIR_ERR_INTERNAL_ERROR` from
-    /// `VIR_FROM_RPC`, which both the client raises for a closed socket and
-    /// the daemon's dispatcher sends back over a live connection (see
-    /// [`error`](super::error)). Every link failure makes the RPC client mark
-    /// itself closed, which `virConnectIsAlive` reports without a round
-    /// trip; a non-remote driver's connection is always alive.
-    pub fn confirms_lost(&self, err: &Error) -> bool {
-        err.kind() == super::ErrorKind::ConnectionLost && !self.is_alive().unwrap_or(false)
-    }
-
     /// libvirt's version as major * 1 000 000 + minor * 1000 + release.
     ///
     /// Calls `virConnectGetLibVersion`; fails on `-1`. Nothing to free.
@@ -406,33 +391,5 @@ impl Drop for Connection {
         {
             super::note_drop_failure("virConnectClose");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::virt::ErrorKind;
-
-    #[test]
-    fn a_lost_kind_on_a_live_connection_is_not_confirmed() {
-        let conn = Connection::open_read_only("test:///default").expect("open");
-        // The daemon's dispatcher refusing oversized vCPU maps: origin
-        // VIR_FROM_RPC like a closed socket, but the connection is up.
-        let refusal = Error::from_libvirt(
-            "virDomainGetVcpus",
-            sys::VIR_ERR_INTERNAL_ERROR,
-            sys::VIR_FROM_RPC,
-            "maxinfo * maplen > REMOTE_CPUMAPS_MAX",
-        );
-        assert_eq!(refusal.kind(), ErrorKind::ConnectionLost);
-        assert!(!conn.confirms_lost(&refusal));
-        let pin = Error::from_libvirt(
-            "virDomainPinVcpu",
-            sys::VIR_ERR_SYSTEM_ERROR,
-            sys::VIR_FROM_NONE,
-            "cannot set CPU affinity",
-        );
-        assert!(!conn.confirms_lost(&pin));
     }
 }

@@ -35,10 +35,10 @@
 //!   dispatcher (`src/remote/remote_daemon_dispatch.c`) also uses
 //!   `VIR_FROM_RPC`, and sends some refusals back over a live connection as
 //!   `VIR_ERR_INTERNAL_ERROR` (e.g. `virDomainGetVcpus` asking for more than
-//!   `REMOTE_CPUMAPS_MAX` bytes of maps). Those classify as lost too;
-//!   [`Connection::confirms_lost`](super::Connection::confirms_lost) adds
-//!   `virConnectIsAlive`'s view (the client marks itself closed on every
-//!   link failure above), for callers that reconnect on a lost connection.
+//!   `REMOTE_CPUMAPS_MAX` bytes of maps). Those classify as lost too; the
+//!   daemon, the one caller that reconnects, adds `virConnectIsAlive`'s
+//!   view (the client marks itself closed on every link failure above)
+//!   before it drops a connection.
 //! - **Protocol refusals.** `VIR_ERR_RPC` from `VIR_FROM_RPC` is what an
 //!   older daemon answers for a procedure it lacks
 //!   (`src/rpc/virnetserverprogram.c`: "unknown procedure"), on a connection
@@ -206,13 +206,6 @@ impl Error {
             source: Source::Local,
             message: message.into(),
         }
-    }
-
-    /// An error detected outside libvirt about `target` (e.g. a closed
-    /// connection noticed by `virConnectIsAlive` returning 0). Its kind is
-    /// [`ErrorKind::Other`]: the caller that builds it knows what it means.
-    pub fn local_public(call: &'static str, target: &str, message: &str) -> Self {
-        Error::local(call, Some(target), message)
     }
 
     /// An error as libvirt would report it, for classifier tests.

@@ -34,6 +34,7 @@ pub mod memstats;
 pub mod node;
 pub mod typed_params;
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
@@ -97,11 +98,16 @@ pub fn init() {
 pub(crate) fn note_drop_failure(call: &'static str) {
     DROP_FAILURES.fetch_add(1, Ordering::Relaxed);
     if trace_enabled() {
-        eprintln!("trace: {call} failed while releasing a handle");
+        // Never panics (eprintln! would on a closed stderr), as Drop must not.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "trace: {call} failed while releasing a handle"
+        );
     }
 }
 
-/// How many release calls failed in `Drop` so far.
+/// How many release calls failed in `Drop` so far (published as
+/// `kvmsched_libvirt_release_failures_total`).
 pub fn drop_failures() -> u64 {
     DROP_FAILURES.load(Ordering::Relaxed)
 }
