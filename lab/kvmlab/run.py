@@ -262,12 +262,14 @@ class Run:
     def __exit__(self, exc_type, exc, tb):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The watcher first: its scrapes and virt-admin polls judge kvmsched
+        # while it runs, not while it is being stopped.
+        if self.watcher:
+            self.watcher.stop()
         try:
             self.stop_kvmsched()
         except Exception as e:
             log(f"stopping kvmsched: {e}")
-        if self.watcher:
-            self.watcher.stop()
         if self.libvirtd_down:  # killed by an event, not restarted (failure/interrupt): guests still run
             try:
                 log(f"restarting libvirtd for teardown (pid {start_libvirtd()})")

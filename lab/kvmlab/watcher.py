@@ -37,7 +37,11 @@ class Watcher(threading.Thread):
                 body = r.read().decode("utf-8", "replace")
                 content_type = r.headers.get("Content-Type", "")
         except Exception as e:
-            self.scrapes.append(Scrape(t, False, [f"scrape failed: {e}"]))
+            # A scrape that raced the end of the run (the thread was held up,
+            # e.g. in virt-admin during a libvirt stall, while kvmsched was
+            # being stopped) says nothing about kvmsched's endpoint.
+            if not self.stop_event.is_set():
+                self.scrapes.append(Scrape(t, False, [f"scrape failed: {e}"]))
             return
         errors, samples = prometheus.validate(body)
         if "text/plain" not in content_type:
@@ -56,6 +60,8 @@ class Watcher(threading.Thread):
         next_scrape = time.monotonic() + 1.5
         while not self.stop_event.is_set():
             self.clients.append((self.now(), kvmsched_clients(self.kvmsched_pid)))
+            if self.stop_event.is_set():
+                break
             if self.addr and time.monotonic() >= next_scrape:
                 self.scrape()
                 next_scrape += self.every
