@@ -194,10 +194,7 @@ impl GuestHistory {
                 }
                 h.last_share = Some(now);
             }
-            // A split seen across a change of its pCPUs' sharing (a pin
-            // change here or next to it) is the planner's doing, not the
-            // guest kernel's: it does not count as floating.
-            if seen && !reset {
+            if seen {
                 let m = self
                     .moving
                     .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m));
