@@ -575,23 +575,7 @@ fn vcpu_interval_costs_two_round_trips_plus_one_per_domain() {
 fn sigterm_ends_a_call_that_never_returns() {
     // A "daemon" that accepts the connection and never answers: the client
     // blocks inside virConnectOpen. SIGTERM must still end kvmsched fast.
-    let dir = std::env::temp_dir().join(format!("kvmsched-stuck-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let sock = dir.join("libvirt-sock");
-    std::fs::remove_file(&sock).ok();
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let keep = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            match listener.accept() {
-                Ok((s, _)) => held.push(s),
-                Err(_) => break,
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_secs(5));
-        drop(held);
-    });
-    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let (dir, uri, keep) = silent_libvirtd("kvmsched-stuck");
     let mut child = spawn(&["-c", &uri, "vcpu", "1"]);
     std::thread::sleep(std::time::Duration::from_millis(700));
     assert!(
@@ -633,17 +617,7 @@ fn a_scrape_during_a_stuck_call_shows_the_call_and_its_age() {
     use common::prometheus::{check, find};
     // A "daemon" that accepts the connection and never answers: kvmsched
     // stays inside virConnectOpen, publishing nothing.
-    let dir = std::env::temp_dir().join(format!("kvmsched-stuck-m-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let sock = dir.join("libvirt-sock");
-    std::fs::remove_file(&sock).ok();
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let keep = std::thread::spawn(move || {
-        let held = listener.accept();
-        std::thread::sleep(std::time::Duration::from_secs(5));
-        drop(held);
-    });
-    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let (dir, uri, keep) = silent_libvirtd("kvmsched-stuck-m");
     let mut child = spawn(&["-c", &uri, "--metrics", "127.0.0.1:0", "run"]);
     let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
     let addr = line
@@ -853,23 +827,7 @@ fn a_wedged_call_is_logged_once_when_it_overruns_three_intervals() {
     // A "daemon" that accepts the connection and never answers: kvmsched
     // is stuck in virConnectOpen. With 0.2 s intervals, the observer must
     // say so once after 0.6 s, naming the call, while the loop is stuck.
-    let dir = std::env::temp_dir().join(format!("kvmsched-wedged-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let sock = dir.join("libvirt-sock");
-    std::fs::remove_file(&sock).ok();
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let keep = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for _ in 0..4 {
-            match listener.accept() {
-                Ok((s, _)) => held.push(s),
-                Err(_) => break,
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_secs(5));
-        drop(held);
-    });
-    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    let (dir, uri, keep) = silent_libvirtd("kvmsched-wedged");
     let mut child = spawn(&["-c", &uri, "vcpu", "0.2"]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(child.try_wait().expect("poll").is_none(), "still stuck");
@@ -914,4 +872,28 @@ fn output_to_a_closed_pipe_is_no_panic() {
         assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
     }
     drop(write_end);
+}
+
+/// A "libvirtd" socket that accepts connections and never answers, held
+/// for 5 s: a client blocks inside its first call. Returns the temp dir
+/// (removed by the caller), the URI and the thread holding the socket.
+fn silent_libvirtd(tag: &str) -> (std::path::PathBuf, String, std::thread::JoinHandle<()>) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("libvirt-sock");
+    std::fs::remove_file(&sock).ok();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => break,
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let uri = format!("qemu+unix:///system?socket={}", sock.display());
+    (dir, uri, keep)
 }
