@@ -422,13 +422,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         "--memory-interval",
         "0.2",
     ]);
-    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .expect("address")
-        .to_string();
+    let addr = metrics_addr(&mut child);
     // Let a few intervals run so the figures are filled in.
     wait_for_line(&mut child, " vcpu: ").expect("a vCPU interval");
     wait_for_line(&mut child, " memory: ").expect("a memory interval");
@@ -619,13 +613,7 @@ fn a_scrape_during_a_stuck_call_shows_the_call_and_its_age() {
     // stays inside virConnectOpen, publishing nothing.
     let (dir, uri, keep) = silent_libvirtd("kvmsched-stuck-m");
     let mut child = spawn(&["-c", &uri, "--metrics", "127.0.0.1:0", "run"]);
-    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .expect("address")
-        .to_string();
+    let addr = metrics_addr(&mut child);
     let age = |body: &str| {
         let s = check(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
         assert_eq!(
@@ -665,13 +653,7 @@ fn a_daemon_scrape_passes_the_strict_checker() {
         "--memory-interval",
         "0.2",
     ]);
-    let line = wait_for_line(&mut child, "metrics on http://").expect("metrics address announced");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .expect("address")
-        .to_string();
+    let addr = metrics_addr(&mut child);
     wait_for_line(&mut child, " vcpu: ").expect("a vCPU interval");
     wait_for_line(&mut child, " memory: ").expect("a memory interval");
     let body = scrape_metrics(&addr);
@@ -896,4 +878,14 @@ fn silent_libvirtd(tag: &str) -> (std::path::PathBuf, String, std::thread::JoinH
     });
     let uri = format!("qemu+unix:///system?socket={}", sock.display());
     (dir, uri, keep)
+}
+
+/// The `host:port` of the metrics endpoint `child` announces on stdout.
+fn metrics_addr(child: &mut std::process::Child) -> String {
+    let line = wait_for_line(child, "metrics on http://").expect("metrics address announced");
+    line.split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .expect("address")
+        .to_string()
 }

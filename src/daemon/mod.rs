@@ -375,7 +375,7 @@ impl Daemon {
                             .line("daemon", &format!("reconnected to {}", self.uri));
                         self.metrics.reconnects_total += 1;
                         self.metrics.connected = true;
-                        self.reconnected(clock, env.stop);
+                        self.reconnected();
                         conn = Some(c);
                         backoff = Duration::from_millis(500);
                     }
@@ -510,18 +510,9 @@ impl Daemon {
     /// After a reconnect: usage measured across the outage says nothing
     /// about now (guests may have been re-pinned meanwhile), and stats
     /// periods are set again on the new daemon's view.
-    fn reconnected(&mut self, clock: &dyn Clock, stop: &dyn Fn() -> bool) {
-        let ctx = Ctx {
-            log: &self.log,
-            dry_run: self.dry_run,
-            exclude: &self.exclude,
-            clock,
-            stop,
-            metrics: &mut self.metrics,
-            read_path: &self.read_path,
-        };
+    fn reconnected(&mut self) {
         if let Some(v) = self.vcpu.as_mut() {
-            v.restart_history(&ctx, "reconnected");
+            v.restart_history(&self.log, "reconnected");
         }
         if let Some(m) = self.memory.as_mut() {
             m.reconnected();

@@ -69,20 +69,7 @@ fn dom(name: &str, vcpus: &[(f64, &[u32])]) -> FakeDom {
     }
 }
 
-fn mem_of(name: &str, actual_mib: u64, max_mib: u64, unused_mib: u64, lu: u64) -> DomainMem {
-    let actual = actual_mib * MIB;
-    DomainMem {
-        uuid: format!("uuid-{name}"),
-        name: name.to_string(),
-        actual_kib: actual,
-        max_kib: max_mib * MIB,
-        unused_kib: Some(unused_mib * MIB),
-        available_kib: Some(actual - 40 * MIB),
-        usable_kib: Some(unused_mib * MIB),
-        last_update: Some(lu),
-        rss_kib: Some(actual),
-    }
-}
+use crate::policy::memory::test_domain as mem_of;
 
 /// What a fake call does: `None` succeeds.
 type Fault = Box<dyn Fn(&str) -> Option<Failure>>;

@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::clock::nanos;
 use super::source::{DomId, Failure, Sample, Source};
 use super::{Ctx, Outcome, TickError};
+use crate::log::Logger;
 use crate::policy::vcpu::{Pin, PinKind, Scheduler, Snapshot, VcpuConfig};
 use crate::sample::Want;
 use crate::virt::{CpuMap, ErrorKind};
@@ -85,11 +86,10 @@ impl VcpuLoop {
 
     /// Forgets the usage history: the next interval only places unpinned
     /// vCPUs, the one after it balances on fresh usage.
-    pub fn restart_history(&mut self, ctx: &Ctx<'_>, why: &str) {
+    pub fn restart_history(&mut self, log: &Logger, why: &str) {
         self.scheduler = Scheduler::new(self.cfg.clone());
         self.last_sample = None;
-        ctx.log
-            .line("vcpu", &format!("{why}: usage history restarted"));
+        log.line("vcpu", &format!("{why}: usage history restarted"));
     }
 
     /// One interval.
@@ -115,7 +115,7 @@ impl VcpuLoop {
             }
             if gap > self.interval * 5 / 2 {
                 self.restart_history(
-                    ctx,
+                    ctx.log,
                     &format!("{:.1}s since the last sample", gap.as_secs_f64()),
                 );
             }

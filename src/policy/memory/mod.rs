@@ -130,6 +130,34 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+/// The guest kernel's own memory in [`test_domain`]: available = actual − 40 MiB.
+#[cfg(test)]
+pub(crate) const TEST_KERNEL_MIB: u64 = 40;
+
+/// A domain for tests (this policy's and the daemon's): sizes in MiB,
+/// `unused` free, stats stamped `lu`, available = actual − [`TEST_KERNEL_MIB`].
+#[cfg(test)]
+pub(crate) fn test_domain(
+    name: &str,
+    actual_mib: u64,
+    max_mib: u64,
+    unused_mib: u64,
+    lu: u64,
+) -> DomainMem {
+    let actual = actual_mib * MIB;
+    DomainMem {
+        uuid: format!("uuid-{name}"),
+        name: name.to_string(),
+        actual_kib: actual,
+        max_kib: max_mib * MIB,
+        unused_kib: Some(unused_mib * MIB),
+        available_kib: Some(actual - TEST_KERNEL_MIB * MIB),
+        usable_kib: Some(unused_mib * MIB),
+        last_update: Some(lu),
+        rss_kib: Some(actual),
+    }
+}
+
 pub use report::{DomainLine, MemPlan, Note, Reason, SetMemory};
 
 use observe::Eval;

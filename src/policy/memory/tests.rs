@@ -3,23 +3,10 @@
 use super::*;
 use proptest::prelude::*;
 
-const KERNEL_MIB: u64 = 40;
+const KERNEL_MIB: u64 = TEST_KERNEL_MIB;
 
-/// A domain whose kernel keeps 40 MiB: available = actual − 40 MiB.
-fn dom(name: &str, actual_mib: u64, max_mib: u64, unused_mib: u64, lu: u64) -> DomainMem {
-    let actual = actual_mib * MIB;
-    DomainMem {
-        uuid: format!("uuid-{name}"),
-        name: name.to_string(),
-        actual_kib: actual,
-        max_kib: max_mib * MIB,
-        unused_kib: Some(unused_mib * MIB),
-        available_kib: Some(actual - KERNEL_MIB * MIB),
-        usable_kib: Some(unused_mib * MIB),
-        last_update: Some(lu),
-        rss_kib: Some(actual),
-    }
-}
+// `dom`: a domain whose kernel keeps 40 MiB (available = actual − 40 MiB).
+use super::test_domain as dom;
 
 fn host_mib(mib: u64) -> HostMem {
     HostMem {
