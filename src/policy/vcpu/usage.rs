@@ -194,7 +194,10 @@ impl GuestHistory {
                 }
                 h.last_share = Some(now);
             }
-            if seen {
+            // A split seen across a change of its pCPUs' sharing (a pin
+            // change here or next to it) is the planner's doing, not the
+            // guest kernel's: it does not count as floating.
+            if seen && !reset {
                 let m = self
                     .moving
                     .map_or(moved, |m| m + SPLIT_WEIGHT * (moved - m));
