@@ -31,13 +31,18 @@
 //!    hard-pinned: known usage first, largest first, to the least loaded
 //!    pCPU; without usage, to the pCPU with the fewest vCPUs.
 //! 4. **Balancing** (`balance.rs`). If the std-dev of the loads is within
-//!    `threshold`, nothing moves (no churn). A small imbalance (at most
-//!    twice the threshold) must persist `confirm` intervals first. Then a
-//!    greedy local search moves and swaps vCPUs until the std-dev is within
-//!    the **aim** (default half the threshold), with the fewest pin changes
-//!    it finds. Planning below the trigger leaves room for noise: a plan
-//!    that stopped just under the threshold would be pushed back over it
-//!    by the next interval's noise.
+//!    `threshold`, nothing moves (no churn); nor does it when the loads of
+//!    this interval's reading alone (unsmoothed) are within it, as the
+//!    smoothed loads lag behind an imbalance that is already gone. A small
+//!    imbalance (at most twice the threshold) must persist `confirm`
+//!    intervals first. Then a greedy local search moves and swaps vCPUs
+//!    until the std-dev is within the **aim** (default half the
+//!    threshold), with the fewest pin changes it finds; on small hosts an
+//!    exhaustive search also prefers, among the plans with the fewest
+//!    changes, the one that spreads each guest's vCPUs most evenly.
+//!    Planning below the trigger leaves room for noise: a plan that
+//!    stopped just under the threshold would be pushed back over it by
+//!    the next interval's noise.
 //! 5. The plan (`report.rs`) lists only pins that change something, sorted
 //!    by domain and vCPU. Everything is ordered by `(domain, vCPU)` and
 //!    pCPU id, so the same input always gives the same plan.
@@ -70,7 +75,7 @@ mod tests;
 pub use crate::cpulist::{parse_cpu_list, MAX_CPU_ID};
 pub use report::{Decision, Pin, PinKind, Plan};
 
-use balance::Balancer;
+use balance::{Balancer, Vcpus};
 use usage::{stddev, Tracker, EPS};
 
 /// Default number of intervals a small imbalance must persist.
@@ -297,6 +302,18 @@ impl Scheduler {
         let idx_of = |cpu: u32| pcpus.binary_search(&cpu).ok();
         let weight: Vec<f64> = measured.iter().map(|m| m.weight).collect();
         let known: Vec<bool> = measured.iter().map(|m| m.usage.is_some()).collect();
+        // Guest number of each vCPU: `measured` is sorted by domain.
+        let guest: Vec<usize> = measured
+            .iter()
+            .scan((0usize, None::<&str>), |(n, last), m| {
+                let d = m.sample.domain.as_str();
+                if last.is_some_and(|l| l != d) {
+                    *n += 1;
+                }
+                *last = Some(d);
+                Some(*n)
+            })
+            .collect();
 
         // Where each vCPU is hard-pinned now (index into `pcpus`).
         let cur: Vec<Option<usize>> = measured
@@ -334,21 +351,31 @@ impl Scheduler {
         let (mut layout, placed) = place::place(np, &cur, &weight, &known);
         plan.placed = placed;
         let mut kind: Vec<Option<PinKind>> = vec![None; measured.len()];
+        // This interval's reading alone, on the same placement.
+        let mut reading = vec![0.0; np];
+        for ((m, &p), w) in measured.iter().zip(&layout.loc).zip(&weight) {
+            reading[p] += m.raw.unwrap_or(*w);
+        }
         plan.decision = if !known.iter().any(|&k| k) {
             Decision::Warmup
         } else {
-            self.decide(stddev(&layout.load)).unwrap_or_else(|| {
-                Balancer::new(
-                    self.cfg.effective_aim(),
-                    self.cfg.min_gain,
-                    self.cfg.max_moves,
-                    &weight,
-                    &cur,
-                    &mut layout.loc,
-                    &mut layout.load,
-                )
-                .run(&mut kind)
-            })
+            self.decide(stddev(&layout.load), stddev(&reading))
+                .unwrap_or_else(|| {
+                    let vcpus = Vcpus {
+                        weight: &weight,
+                        guest: &guest,
+                        cur: &cur,
+                    };
+                    Balancer::new(
+                        self.cfg.effective_aim(),
+                        self.cfg.min_gain,
+                        self.cfg.max_moves,
+                        vcpus,
+                        &mut layout.loc,
+                        &mut layout.load,
+                    )
+                    .run(&mut kind)
+                })
         };
 
         // Final loads, recomputed from the placement.
@@ -396,13 +423,17 @@ impl Scheduler {
         pcpus
     }
 
-    /// The balancing decision for a placement with std-dev `sd`, unless it
-    /// calls for the search (`None`). Keeps the confirmation streak.
-    fn decide(&mut self, sd: f64) -> Option<Decision> {
+    /// The balancing decision for a placement with std-dev `sd` (smoothed
+    /// loads) and `reading` (this interval's loads alone), unless it calls
+    /// for the search (`None`). Keeps the confirmation streak.
+    fn decide(&mut self, sd: f64, reading: f64) -> Option<Decision> {
         let threshold = self.cfg.threshold;
         if sd <= threshold + EPS {
             self.over_streak = 0;
             return Some(Decision::Balanced);
+        }
+        if reading <= threshold + EPS {
+            return Some(Decision::NotInReading { reading });
         }
         self.over_streak = self.over_streak.saturating_add(1);
         let needed = self.cfg.confirm.max(1);

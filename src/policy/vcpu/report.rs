@@ -54,7 +54,7 @@ impl fmt::Display for Pin {
 }
 
 /// What the planner decided about balance this interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
     /// No vCPU to schedule.
     Idle,
@@ -84,6 +84,13 @@ pub enum Decision {
     /// Above the threshold, but no single move or swap narrows any gap
     /// enough (indivisible loads): nothing moves.
     Unbalanceable,
+    /// Above the threshold in the smoothed loads, but within it in the
+    /// loads of this interval's reading alone: nothing moves, as the
+    /// imbalance may already be gone. The confirmation count is kept.
+    NotInReading {
+        /// Std-dev of this interval's unsmoothed loads, points.
+        reading: f64,
+    },
 }
 
 impl fmt::Display for Decision {
@@ -105,6 +112,10 @@ impl fmt::Display for Decision {
                 Ok(())
             }
             Decision::Unbalanceable => f.write_str("imbalanced, no move narrows it"),
+            Decision::NotInReading { reading } => write!(
+                f,
+                "imbalanced when smoothed, not in this reading (sd {reading:.1}): waiting"
+            ),
             Decision::Unconfirmed { seen, needed } => {
                 write!(
                     f,

@@ -1224,6 +1224,54 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
     assert!(p.stddev_after <= 2.5, "{p}");
 }
 
+#[test]
+fn an_imbalance_gone_from_the_reading_moves_nothing() {
+    // A jump is adopted at once (56/44), then the loads come back (52/48):
+    // the smoothed loads still say 10.4 > 8, this interval's reading says
+    // 4. Acting on the smoothed lag would swap two vCPUs that this
+    // interval shows balanced.
+    let cfg = VcpuConfig {
+        threshold: 8.0,
+        smoothing: 0.2,
+        jump: 5.0,
+        confirm: 2,
+        ..VcpuConfig::default()
+    };
+    let mut s = Scheduler::new(cfg);
+    let mut cum = [0u64; 4];
+    let mut step = |k: u64, dev: f64, s: &mut Scheduler| {
+        let mut vcpus = Vec::new();
+        for (i, c) in cum.iter_mut().enumerate() {
+            let u = if i < 2 { 50.0 + dev } else { 50.0 - dev };
+            *c += (u * 1e7) as u64;
+            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
+        }
+        s.plan(&Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        })
+    };
+    step(0, 0.0, &mut s);
+    assert_eq!(step(1, 0.0, &mut s).decision, Decision::Balanced);
+    let p = step(2, 6.0, &mut s);
+    assert_eq!(
+        p.decision,
+        Decision::Unconfirmed { seen: 1, needed: 2 },
+        "{p}"
+    );
+    let p = step(3, 2.0, &mut s);
+    assert!(p.stddev_before > 8.0, "{p}");
+    assert!(p.pins.is_empty(), "{p}");
+    assert!(
+        matches!(p.decision, Decision::NotInReading { reading } if (reading - 4.0).abs() < 0.1),
+        "{p}"
+    );
+    // The imbalance back in the reading is acted on: the count was kept.
+    let p = step(4, 6.0, &mut s);
+    assert!(matches!(p.decision, Decision::Rebalanced { .. }), "{p}");
+}
+
 // ---- Properties at sizes where the exhaustive search is off. ----
 
 /// (pCPUs, vCPUs per pCPU) of the large properties: 16 × 4 and 64 × 8.

@@ -130,6 +130,8 @@ pub(super) struct Measured<'a> {
     pub usage: Option<f64>,
     /// The load the planner counts for it (0 without usage).
     pub weight: f64,
+    /// Its usage over this interval alone, unsmoothed, if measured.
+    pub raw: Option<f64>,
 }
 
 /// Usage history of every vCPU seen in the last snapshot.
@@ -374,6 +376,7 @@ impl Tracker {
                     sample: s,
                     usage: h.usage,
                     weight: 0.0,
+                    raw,
                 });
             }
             guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
