@@ -23,9 +23,10 @@
 //!    vCPU whose pCPU gained or lost a pinned vCPU since the last snapshot
 //!    (its share of that pCPU changed, so older samples no longer describe
 //!    it). Each vCPU then gets the weight the next steps plan with: its
-//!    usage, or, in a guest whose threads float between its vCPUs, an
-//!    equal part of the guest's demand, so the guest kernel moving them
-//!    changes no load the planner sees.
+//!    usage, or, in a guest whose threads float between its vCPUs, its
+//!    persistent share of the guest's demand (an equal part unless a skew
+//!    lasts), so the guest kernel moving them changes no load the planner
+//!    sees.
 //! 3. **Placement** (`place.rs`). A vCPU whose affinity is not exactly one
 //!    usable pCPU (unpinned, multi-CPU, or pinned to a pCPU now offline) is
 //!    hard-pinned: known usage first, largest first, to the least loaded

@@ -1225,6 +1225,42 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
 }
 
 #[test]
+fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
+    // One 4-vCPU guest, vCPUs 0 and 1 on pCPU0, 2 and 3 on pCPU1. Its
+    // kernel moves 20 points between vCPUs 2 and 3 every interval (so it
+    // floats), but leaves vCPU 0 all but idle: pCPU0 carries 16 of its 70
+    // points. As equal parts of its demand the pCPUs look balanced (35 /
+    // 35); the planner must see the lasting skew. The plans are not
+    // applied: this is about what the planner sees.
+    let mut s = Scheduler::new(VcpuConfig::default());
+    let mut cum = [0u64; 4];
+    let mut last = None;
+    for k in 0..12u64 {
+        let split = if k % 2 == 0 {
+            [1.0, 15.0, 37.0, 17.0]
+        } else {
+            [1.0, 15.0, 17.0, 37.0]
+        };
+        let vcpus = (0..4)
+            .map(|v| {
+                cum[v] += (split[v] * 1e7) as u64;
+                sample("a", v as u32, cum[v], &[(v / 2) as u32])
+            })
+            .collect();
+        let pl = s.plan(&Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        });
+        last = Some(pl);
+    }
+    let p = last.expect("planned");
+    assert_eq!(s.floating("uuid-a"), Some(true));
+    assert!(p.stddev_before > 10.0, "{p}");
+    assert!(matches!(p.decision, Decision::Rebalanced { .. }), "{p}");
+}
+
+#[test]
 fn an_imbalance_gone_from_the_reading_moves_nothing() {
     // A jump is adopted at once (56/44), then the loads come back (52/48):
     // the smoothed loads still say 10.4 > 8, this interval's reading says

@@ -14,10 +14,16 @@
 //!
 //! A guest whose split moves by more than [`FLOATING_ABOVE`] of its demand
 //! per interval **floats** (until it moves by less than [`SETTLED_BELOW`]).
-//! Each of a floating guest's `k` vCPUs is planned at `demand / k`: a pCPU
-//! holding `c` of them carries `c/k` of its demand whichever vCPU its
-//! threads ran on this interval, so the guest kernel moving them changes
-//! nothing the planner sees and makes no pin change. Every other vCPU is
+//! Each of a floating guest's `k` vCPUs is planned at its **persistent
+//! share** of the demand: an equal part `1/k`, moved by only that part of
+//! its longer-run share (EWMA weight [`SHARE_WEIGHT`]) that lies beyond
+//! twice the scatter of one interval's share, then normalised over the
+//! guest. A pCPU holding `c` of its vCPUs thus carries about `c/k` of its
+//! demand whichever vCPU its threads ran on this interval, so the guest
+//! kernel moving them changes nothing the planner sees and makes no pin
+//! change; but a vCPU the guest kernel leaves (all but) idle for many
+//! intervals, as real guests were seen to do for a minute, is seen as the
+//! lighter load it is. Every other vCPU is
 //! planned at its own smoothed usage: a one-vCPU guest, a guest whose
 //! threads stay put (pinned inside it, or busy on vCPU 0 only), and a guest
 //! whose split has been seen only once (so its vCPUs are placed by what
@@ -38,6 +44,9 @@ pub const SPLIT_WEIGHT: f64 = 0.5;
 pub const FLOATING_ABOVE: f64 = 0.1;
 /// ... and stops floating once less than this fraction does.
 pub const SETTLED_BELOW: f64 = 0.05;
+/// EWMA weight of the newest split in a vCPU's longer-run share of its
+/// guest's demand: a skew must persist for several intervals to be seen.
+pub const SHARE_WEIGHT: f64 = 0.3;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;
@@ -81,6 +90,19 @@ pub fn stddev(loads: &[f64]) -> f64 {
     (sum_sq(loads) / loads.len() as f64).sqrt()
 }
 
+/// The part of a vCPU's longer-run `share` that is persistent, not noise:
+/// its distance from an `equal` part, less 2σ, σ being the scatter of one
+/// interval's share (`var` = σ²). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ
+/// of that scatter as noise (weight w = [`SHARE_WEIGHT`]), so a skew
+/// within about 4.8 times its own noise is taken for noise and the vCPU
+/// keeps its equal part. (With a band of σ, noise alone drew pin changes
+/// for the simulator's floating guests: 2 of 4 property runs failed.)
+fn persistent_share(share: f64, var: f64, equal: f64) -> f64 {
+    let skew = share - equal;
+    let kept = (skew.abs() - 2.0 * var.sqrt()).max(0.0);
+    (equal + kept.copysign(skew)).max(0.0)
+}
+
 /// The EWMA with its jump rule, for a vCPU's usage and a guest's demand
 /// alike: `raw` replaces the previous value at once if there is none, if
 /// it differs by `jump` points or more, or if `reset` (its pCPU's sharing
@@ -104,6 +126,13 @@ struct VcpuHistory {
     usage: Option<f64>,
     /// Its share of the guest's demand in the last interval measured.
     last_share: Option<f64>,
+    /// Its share of the guest's demand over the longer run: an EWMA of
+    /// `last_share` with weight [`SHARE_WEIGHT`], starting from an equal
+    /// part.
+    share: Option<f64>,
+    /// How much one interval's share scatters: an EWMA (same weight) of
+    /// half the squared change of `last_share`, once two were seen.
+    share_var: Option<f64>,
     /// The single pCPU it was pinned to at that reading.
     pin: Option<u32>,
 }
@@ -188,13 +217,26 @@ impl GuestHistory {
         }
         if all_raw && raw_total >= SHARE_MIN_DEMAND {
             let (mut moved, mut seen) = (0.0, true);
+            let equal = 1.0 / self.vcpus.len() as f64;
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
                 let now = raw.unwrap_or(0.0) / raw_total;
                 match h.last_share {
-                    Some(last) => moved += (now - last).abs() / 2.0,
+                    Some(last) => {
+                        moved += (now - last).abs() / 2.0;
+                        // Half the squared step: the variance of one
+                        // interval's share, which a lasting change of
+                        // level inflates once, not for as long as it lasts.
+                        let var = (now - last) * (now - last) / 2.0;
+                        h.share_var = Some(match h.share_var {
+                            Some(v) => v + SHARE_WEIGHT * (var - v),
+                            None => var,
+                        });
+                    }
                     None => seen = false,
                 }
                 h.last_share = Some(now);
+                let long = h.share.unwrap_or(equal);
+                h.share = Some(long + SHARE_WEIGHT * (now - long));
             }
             // A split seen across a change of its pCPUs' sharing (a pin
             // change here or next to it) is the planner's doing, not the
@@ -212,12 +254,21 @@ impl GuestHistory {
             }
         }
         let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
-        let part = self.demand.unwrap_or(0.0) / known.max(1) as f64;
+        let demand = self.demand.unwrap_or(0.0);
+        let part = demand / known.max(1) as f64;
+        // The persistent shares, when every vCPU has one and has usage.
+        let equal = 1.0 / self.vcpus.len().max(1) as f64;
+        let persistent = |h: &VcpuHistory| Some(persistent_share(h.share?, h.share_var?, equal));
+        let sum: Option<f64> = (self.floating && known == self.vcpus.len())
+            .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
+            .flatten()
+            .filter(|&sum| sum > EPS);
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
-            m.weight = match h.usage {
-                None => 0.0,
-                Some(_) if self.floating => part,
-                Some(u) => u,
+            m.weight = match (h.usage, sum, persistent(h)) {
+                (None, ..) => 0.0,
+                (Some(_), Some(sum), Some(share)) => demand * share / sum,
+                (Some(_), ..) if self.floating => part,
+                (Some(u), ..) => u,
             };
         }
     }
@@ -265,6 +316,8 @@ impl Tracker {
                 at_ns: snap.monotonic_ns,
                 usage: None,
                 last_share: None,
+                share: None,
+                share_var: None,
                 pin: single_pin(&s.affinity),
             };
             match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
@@ -348,6 +401,8 @@ impl Tracker {
                     at_ns: now,
                     usage: None,
                     last_share: None,
+                    share: None,
+                    share_var: None,
                     pin,
                 };
                 let mut raw = None;
@@ -362,6 +417,9 @@ impl Tracker {
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
                                 last_share: p.last_share,
+                                // A guest that gained or lost vCPUs splits anew.
+                                share: if reshaped { None } else { p.share },
+                                share_var: if reshaped { None } else { p.share_var },
                                 ..fresh
                             }
                         }
