@@ -303,18 +303,7 @@ impl Scheduler {
         let idx_of = |cpu: u32| pcpus.binary_search(&cpu).ok();
         let weight: Vec<f64> = measured.iter().map(|m| m.weight).collect();
         let known: Vec<bool> = measured.iter().map(|m| m.usage.is_some()).collect();
-        // Guest number of each vCPU: `measured` is sorted by domain.
-        let guest: Vec<usize> = measured
-            .iter()
-            .scan((0usize, None::<&str>), |(n, last), m| {
-                let d = m.sample.domain.as_str();
-                if last.is_some_and(|l| l != d) {
-                    *n += 1;
-                }
-                *last = Some(d);
-                Some(*n)
-            })
-            .collect();
+        let guest: Vec<usize> = measured.iter().map(|m| m.guest).collect();
 
         // Where each vCPU is hard-pinned now (index into `pcpus`).
         let cur: Vec<Option<usize>> = measured

@@ -513,6 +513,11 @@ fn plans_are_deterministic_and_order_independent() {
     dup.extend_from_slice(&specs[..3]);
     let (_, p4) = measured_plan(VcpuConfig::default(), &[0, 1, 2], &dup);
     assert_eq!(p1, p4);
+    // ... also next to their first copy, in an otherwise sorted snapshot.
+    let mut twice: Vec<Spec<'_>> = specs.iter().flat_map(|s| [*s, *s]).collect();
+    twice.sort_by_key(|s| s.1);
+    let (_, p5) = measured_plan(VcpuConfig::default(), &[0, 1, 2], &twice);
+    assert_eq!(p1, p5);
 }
 
 #[test]

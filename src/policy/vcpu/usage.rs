@@ -161,6 +161,9 @@ pub(super) struct Measured<'a> {
     pub weight: f64,
     /// Its usage over this interval alone, unsmoothed, if measured.
     pub raw: Option<f64>,
+    /// Its guest: the vCPUs of one guest have the same number, and are
+    /// adjacent.
+    pub guest: usize,
 }
 
 /// Usage history of every vCPU seen in the last snapshot.
@@ -170,31 +173,64 @@ pub(super) struct Tracker {
     guests: HashMap<String, GuestHistory>,
 }
 
-/// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped.
-fn sorted(snap: &Snapshot) -> Vec<&VcpuSample> {
+/// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped, and the
+/// index ranges of its runs of one domain. One comparison of the domain
+/// strings per vCPU when the snapshot is in order (the adapter reads
+/// domains in order); a sort and a second pass otherwise.
+fn sorted_runs(snap: &Snapshot) -> (Vec<&VcpuSample>, Vec<std::ops::Range<usize>>) {
     let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
-    fn key(s: &VcpuSample) -> (&str, u32) {
-        (s.domain.as_str(), s.vcpu)
+    if let Some(runs) = runs_if_sorted(&mut order) {
+        return (order, runs);
     }
-    // The adapter reads domains in order: skip the sort when it did.
-    if !order.windows(2).all(|w| key(w[0]) <= key(w[1])) {
-        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    }
-    order.dedup_by(|a, b| a.domain == b.domain && a.vcpu == b.vcpu);
-    order
+    order.sort_unstable_by(|a, b| (a.domain.as_str(), a.vcpu).cmp(&(b.domain.as_str(), b.vcpu)));
+    let runs = runs_if_sorted(&mut order).unwrap_or_default();
+    (order, runs)
 }
 
-/// Index ranges of `order`'s runs of one domain.
-fn guest_runs(order: &[&VcpuSample]) -> Vec<std::ops::Range<usize>> {
-    let mut runs = Vec::new();
-    let mut start = 0;
-    for i in 1..=order.len() {
-        if i == order.len() || order[i].domain != order[start].domain {
-            runs.push(start..i);
-            start = i;
+/// Drops duplicates of `order` and returns its runs of one domain, or
+/// `None` (leaving `order` as it was) if it is not sorted.
+fn runs_if_sorted(order: &mut Vec<&VcpuSample>) -> Option<Vec<std::ops::Range<usize>>> {
+    use std::cmp::Ordering;
+    let mut keep = vec![true; order.len()];
+    let mut starts = Vec::new();
+    for i in 1..order.len() {
+        let (a, b) = (order[i - 1], order[i]);
+        match a.domain.cmp(&b.domain) {
+            Ordering::Less => starts.push(i),
+            Ordering::Greater => return None,
+            Ordering::Equal => match a.vcpu.cmp(&b.vcpu) {
+                Ordering::Less => {}
+                Ordering::Equal => keep[i] = false,
+                Ordering::Greater => return None,
+            },
         }
     }
-    runs
+    if keep.iter().all(|&k| k) {
+        let mut runs = Vec::with_capacity(starts.len() + 1);
+        let mut from = 0;
+        for s in starts.into_iter().chain([order.len()]) {
+            if s > from {
+                runs.push(from..s);
+            }
+            from = s;
+        }
+        return Some(runs);
+    }
+    // Duplicates: drop them, then the runs of what is left.
+    let mut j = 0;
+    order.retain(|_| {
+        j += 1;
+        keep[j - 1]
+    });
+    let mut runs = Vec::new();
+    let mut from = 0;
+    for i in 1..=order.len() {
+        if i == order.len() || order[i].domain != order[from].domain {
+            runs.push(from..i);
+            from = i;
+        }
+    }
+    Some(runs)
 }
 
 impl GuestHistory {
@@ -308,7 +344,7 @@ impl Tracker {
     /// counter went backwards) and leaves every other history untouched,
     /// so their next usage still spans the whole interval.
     pub fn observe(&mut self, snap: &Snapshot) {
-        for s in sorted(snap) {
+        for s in sorted_runs(snap).0 {
             let g = self.guests.entry(s.domain.clone()).or_default();
             let fresh = VcpuHistory {
                 vcpu: s.vcpu,
@@ -332,8 +368,7 @@ impl Tracker {
     /// (domain, vCPU), deduplicated, with their usage and weight. History
     /// of vanished vCPUs and domains is dropped.
     pub fn measure<'a>(&mut self, snap: &'a Snapshot, cfg: &VcpuConfig) -> Vec<Measured<'a>> {
-        let order = sorted(snap);
-        let runs = guest_runs(&order);
+        let (order, runs) = sorted_runs(snap);
 
         // Pass 1: pair each sample with its previous reading and note the
         // pCPUs whose set of pinned vCPUs changed since then.
@@ -388,7 +423,7 @@ impl Tracker {
         let now = snap.monotonic_ns;
         let mut out = Vec::with_capacity(order.len());
         let mut raws = Vec::new();
-        for (run, (key, mut guest, reshaped)) in runs.into_iter().zip(keys) {
+        for (g, (run, (key, mut guest, reshaped))) in runs.into_iter().zip(keys).enumerate() {
             let first = out.len();
             raws.clear();
             let (mut raw_total, mut reset_guest) = (0.0, reshaped);
@@ -435,6 +470,7 @@ impl Tracker {
                     usage: h.usage,
                     weight: 0.0,
                     raw,
+                    guest: g,
                 });
             }
             guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
