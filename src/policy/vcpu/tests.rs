@@ -1230,6 +1230,45 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
 }
 
 #[test]
+fn a_guest_seen_once_is_planned_between_its_reading_and_equal_parts() {
+    // One reading of a 2-vCPU guest: 30 on vCPU 0 (pCPU0), 0 on vCPU 1
+    // (pCPU1). Busy on vCPU 0 only, or floating and there by chance: the
+    // planner counts 22.5 / 7.5, halfway to equal parts (15 / 15).
+    let specs: Vec<Spec<'_>> = vec![("a", 0, 30.0, &[0u32][..]), ("a", 1, 0.0, &[1u32][..])];
+    let (s, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    assert_eq!(s.floating("uuid-a"), Some(false));
+    assert!((load_of_before(&p, 0) - 22.5).abs() < 1e-6, "{p}");
+    assert!((load_of_before(&p, 1) - 7.5).abs() < 1e-6, "{p}");
+}
+
+fn load_of_before(p: &Plan, cpu: u32) -> f64 {
+    p.loads_before
+        .iter()
+        .find(|l| l.0 == cpu)
+        .map_or(f64::NAN, |l| l.1)
+}
+
+#[test]
+fn a_first_reading_does_not_move_three_vcpus_of_one_guest_alone() {
+    // Two 4-vCPU guests on pCPU0 of two. The one reading so far puts
+    // guest a's load on 3 of its vCPUs (15 + 15 + 12 + 0), guest b's on
+    // all 4: moving those 3 balances this reading exactly, but if a's
+    // threads float that leaves pCPU1 a's 3/4 and pCPU0 all of b. Neither
+    // guest may be left on one pCPU.
+    let specs: Vec<Spec<'_>> = [15.0, 15.0, 12.0, 0.0]
+        .iter()
+        .enumerate()
+        .map(|(v, &u)| ("a", v as u32, u, &[0u32][..]))
+        .chain((0..4).map(|v| ("b", v, 10.5, &[0u32][..])))
+        .collect();
+    let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    for d in ["uuid-a", "uuid-b"] {
+        let moved = p.pins.iter().filter(|pin| pin.domain == d).count();
+        assert!((1..4).contains(&moved), "{d}: {moved} of 4 moved: {p}");
+    }
+}
+
+#[test]
 fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
     // One 4-vCPU guest, vCPUs 0 and 1 on pCPU0, 2 and 3 on pCPU1. Its
     // kernel moves 20 points between vCPUs 2 and 3 every interval (so it
