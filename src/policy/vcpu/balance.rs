@@ -54,6 +54,8 @@ const TIER1_PCPUS: usize = 16;
 /// The spread rule looks at this many vCPUs on each side of a moved one's
 /// weight for one to move instead.
 const SPREAD_CANDIDATES: usize = 16;
+/// ... in at most this many passes over the moved vCPUs.
+const SPREAD_PASSES: usize = 4;
 /// The exhaustive search runs only when (pCPUs)^(busy vCPUs) is at most this.
 const EXACT_MAX_STATES: usize = 1 << 16;
 
@@ -81,6 +83,9 @@ struct Candidate {
     gain: f64,
     /// Pin changes.
     cost: usize,
+    /// pCPUs it brings within the aim of the mean load, less those it
+    /// takes out of it.
+    settles: i32,
 }
 
 impl Candidate {
@@ -95,7 +100,13 @@ impl Candidate {
             (true, true) => {
                 self.cost < other.cost || (self.cost == other.cost && self.gain > other.gain)
             }
-            (false, false) => self.gain / self.cost as f64 > other.gain / other.cost as f64,
+            (false, false) => {
+                let per = |c: &Candidate| f64::from(c.settles) / c.cost as f64;
+                let (a, b) = (per(self), per(other));
+                a > b + EPS
+                    || ((a - b).abs() <= EPS
+                        && self.gain / self.cost as f64 > other.gain / other.cost as f64)
+            }
         }
     }
 }
@@ -169,6 +180,8 @@ pub(super) struct Balancer<'a> {
     cur: &'a [Option<usize>],
     loc: &'a mut [usize],
     load: &'a mut [f64],
+    /// The mean pCPU load (moves do not change it).
+    mean: f64,
     /// vCPUs with positive weight per pCPU, sorted by (weight, index).
     members: Vec<Vec<(f64, usize)>>,
 }
@@ -202,6 +215,7 @@ impl<'a> Balancer<'a> {
             guest,
             cur,
             loc,
+            mean: load.iter().sum::<f64>() / load.len().max(1) as f64,
             load,
             members,
         }
@@ -215,34 +229,45 @@ impl<'a> Balancer<'a> {
 
     /// A move or swap shifting `x` across gap `g`, if it qualifies.
     fn shift(&self, g: f64, x: f64, action: Action, cost: usize) -> Option<Candidate> {
+        let (s, t) = match action {
+            Action::Move { from, to, .. } => (from, to),
+            Action::Swap { s, t, .. } | Action::Exchange { s, t, .. } => (s, t),
+        };
+        let off = |load: f64| i32::from((load - self.mean).abs() > self.aim + EPS);
+        let (ls, lt) = (self.load[s], self.load[t]);
         self.qualifies(g, x).then_some(Candidate {
             action,
+            settles: off(ls) + off(lt) - off(ls - x) - off(lt + x),
             gain: 2.0 * x * (g - x),
             cost,
         })
     }
 
-    /// Best single move from `s` to `t`: the vCPU nearest to half the gap,
-    /// from below first (no flip), so it wins ties.
-    fn best_move(&self, s: usize, t: usize) -> Option<Candidate> {
+    /// Single moves from `s` to `t`, offered to `best`: the vCPUs nearest
+    /// (from below and above) to half the gap, which narrow this pair most,
+    /// and to what `t` lacks of the mean or `s` has over it (the smaller),
+    /// which fill a pCPU without pushing it past the mean: after vCPUs were
+    /// knocked elsewhere, those send each one home.
+    fn offer_moves(&self, s: usize, t: usize, best: &mut Best) {
         let g = self.load[s] - self.load[t];
         if g <= 0.0 {
-            return None;
+            return;
         }
         let m = &self.members[s];
-        let pos = m.partition_point(|e| e.0 < g / 2.0);
-        let below = pos
-            .checked_sub(1)
-            .map(|j| m.partition_point(|e| e.0 < m[j].0));
-        let mut best: Option<Candidate> = None;
-        for j in [below, Some(pos)].into_iter().flatten() {
-            let Some(&(x, v)) = m.get(j) else { continue };
-            let c = self.shift(g, x, Action::Move { v, from: s, to: t }, 1);
-            if let Some(c) = c.filter(|c| best.map_or(true, |b| c.gain > b.gain)) {
-                best = Some(c);
+        let fill = (self.load[s] - self.mean).min(self.mean - self.load[t]);
+        for target in [g / 2.0, fill] {
+            if target <= 0.0 {
+                continue;
+            }
+            let pos = m.partition_point(|e| e.0 < target);
+            let below = pos
+                .checked_sub(1)
+                .map(|j| m.partition_point(|e| e.0 < m[j].0));
+            for j in [below, Some(pos)].into_iter().flatten() {
+                let Some(&(x, v)) = m.get(j) else { continue };
+                best.offer(self.shift(g, x, Action::Move { v, from: s, to: t }, 1));
             }
         }
-        best
     }
 
     /// Best swap of a vCPU on `s` with a lighter one on `t`.
@@ -316,10 +341,10 @@ impl<'a> Balancer<'a> {
         let np = self.load.len();
         let (heavy, light) = self.extremes(TIER1_PCPUS);
         for &p in &heavy {
-            best.offer(self.best_move(p, lo));
+            self.offer_moves(p, lo, best);
         }
         for &p in &light {
-            best.offer(self.best_move(hi, p));
+            self.offer_moves(hi, p, best);
         }
         best.offer(self.best_swap(hi, lo));
         if best.best.is_some() {
@@ -349,6 +374,10 @@ impl<'a> Balancer<'a> {
         if !self.exact_search() {
             return decision;
         }
+        // Still short of the aim after a capped search: the cap stopped it.
+        let reach = (self.aim + EPS).powi(2) * self.load.len() as f64;
+        let capped = matches!(decision, Decision::Rebalanced { capped: true, .. })
+            && sum_sq(self.load) > reach;
         let mut moves = 0;
         for (v, k) in kind.iter_mut().enumerate() {
             *k = matches!(self.cur[v], Some(p) if p != self.loc[v]).then_some(PinKind::Move);
@@ -357,7 +386,7 @@ impl<'a> Balancer<'a> {
         Decision::Rebalanced {
             moves,
             swaps: 0,
-            capped: false,
+            capped,
         }
     }
 
@@ -459,6 +488,17 @@ impl<'a> Balancer<'a> {
     /// and keeps the aim (short of the aim: the std-dev). As many pin
     /// changes, better spread guests.
     fn spread(&mut self, kind: &mut [Option<PinKind>]) {
+        for _ in 0..SPREAD_PASSES {
+            if !self.spread_pass(kind) {
+                break;
+            }
+        }
+    }
+
+    /// One pass of [`Balancer::spread`] over the moved vCPUs; whether it
+    /// replaced any.
+    fn spread_pass(&mut self, kind: &mut [Option<PinKind>]) -> bool {
+        let mut any = false;
         let np = self.load.len();
         let reach = (self.aim + EPS).powi(2) * np as f64;
         let moved: Vec<usize> = (0..self.loc.len())
@@ -498,8 +538,10 @@ impl<'a> Balancer<'a> {
                 self.relocate(v, t, s);
                 self.relocate(u, s, t);
                 kind[u] = kind[v].take();
+                any = true;
             }
         }
+        any
     }
 
     /// Pin changes of the current placement.
@@ -673,7 +715,7 @@ mod tests {
     /// Four 4-vCPU guests of equal parts on pCPU0 of four: too many
     /// placements for the exhaustive search (4^16), so the greedy search
     /// plans them. Each pCPU needs 4 of the 16: the greedy steps alone
-    /// leave 9 pairs of one guest's vCPUs on one pCPU, the spread rule none
+    /// leave 10 pairs of one guest's vCPUs on one pCPU, the spread rule none
     /// (one vCPU of each guest per pCPU), with the same 12 pin changes.
     #[test]
     fn the_greedy_search_spreads_guests_too() {
