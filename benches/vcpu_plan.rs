@@ -130,6 +130,9 @@ macro_rules! measure_with {
                 if quiet {
                     break;
                 }
+                if k == 5 {
+                    eprintln!("steady: still pin changes after 4 plans at {n} vCPUs");
+                }
             }
             warm = sched;
             s2 = Some(snap);

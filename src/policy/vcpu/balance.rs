@@ -16,7 +16,10 @@
 //! pair wider than before. [`Candidate::better`] is the one preference rule:
 //! an action that reaches the aim wins over one that does not; among those
 //! that do, the cheapest (a swap costs two pin changes), then the best;
-//! among the others, the best gain per pin change. Steps stop when the
+//! among the others, the one that brings the most pCPUs within the aim of
+//! the mean load per pin change, then the best gain per pin change (each
+//! pair is offered, besides the vCPUs nearest half its gap, those nearest
+//! to what fills its idler pCPU to the mean). Steps stop when the
 //! std-dev is within the aim, nothing qualifies, or the `max_moves` budget
 //! is spent.
 //!
@@ -54,6 +57,8 @@ const TIER1_PCPUS: usize = 16;
 /// The spread rule looks at this many vCPUs on each side of a moved one's
 /// weight for one to move instead.
 const SPREAD_CANDIDATES: usize = 16;
+/// ... of at most this many looked at on each side ...
+const SPREAD_SCAN: usize = 128;
 /// ... in at most this many passes over the moved vCPUs.
 const SPREAD_PASSES: usize = 4;
 /// The exhaustive search runs only when (pCPUs)^(busy vCPUs) is at most this.
@@ -162,7 +167,8 @@ fn guest_pairs(busy: &[usize], guest: &[usize]) -> Vec<(usize, usize)> {
 pub(super) struct Vcpus<'a> {
     /// The load it is planned at.
     pub weight: &'a [f64],
-    /// Its guest: equal numbers are vCPUs of one guest.
+    /// Its guest: equal numbers are vCPUs of one guest, which must have
+    /// adjacent indices.
     pub guest: &'a [usize],
     /// Its pCPU before this plan, to count pin changes.
     pub cur: &'a [Option<usize>],
@@ -174,7 +180,7 @@ pub(super) struct Balancer<'a> {
     min_gain: f64,
     max_moves: usize,
     weight: &'a [f64],
-    /// Guest of each vCPU (equal numbers = one guest), for the spread rule.
+    /// Guest of each vCPU, for the spread rule (see [`Vcpus::guest`]).
     guest: &'a [usize],
     /// Pin before this plan, to count pin changes.
     cur: &'a [Option<usize>],
@@ -484,9 +490,9 @@ impl<'a> Balancer<'a> {
     /// The spread rule for the greedy result. A vCPU that the plan moves
     /// off a pCPU is replaced by another vCPU there, of another guest and
     /// of about its weight (the [`SPREAD_CANDIDATES`] nearest on each
-    /// side), if that leaves fewer pairs of one guest's vCPUs on one pCPU
-    /// and keeps the aim (short of the aim: the std-dev). As many pin
-    /// changes, better spread guests.
+    /// side, among [`SPREAD_SCAN`]), if that leaves fewer pairs of one
+    /// guest's vCPUs on one pCPU and keeps the aim (short of the aim: the
+    /// std-dev). As many pin changes, better spread guests.
     fn spread(&mut self, kind: &mut [Option<PinKind>]) {
         for _ in 0..SPREAD_PASSES {
             if !self.spread_pass(kind) {
@@ -509,7 +515,8 @@ impl<'a> Balancer<'a> {
                 continue;
             };
             let ss = sum_sq(self.load);
-            let limit = ss.max(reach) + EPS;
+            // Within the aim: stay there. Short of it: no worse.
+            let limit = if ss <= reach { reach } else { ss + EPS };
             let mean = self.load.iter().sum::<f64>() / np as f64;
             let sq = |x: f64| (x - mean) * (x - mean);
             let (ls, lt, wv) = (self.load[s], self.load[t], self.weight[v]);
@@ -517,13 +524,17 @@ impl<'a> Balancer<'a> {
             let back = self.guest_on(v, s) as i64 - (self.guest_on(v, t) as i64 - 1);
             let m = &self.members[s];
             let pos = m.partition_point(|e| e.0 < wv);
-            let lo = pos.saturating_sub(SPREAD_CANDIDATES);
-            let hi = (pos + SPREAD_CANDIDATES).min(m.len());
+            // Another guest's unmoved vCPUs nearest in weight, each side
+            // (equal parts of v's own guest may fill the nearest places).
+            let other =
+                |e: &&(f64, usize)| self.guest[e.1] != self.guest[v] && self.cur[e.1] == Some(s);
+            let below = m[..pos].iter().rev().take(SPREAD_SCAN).filter(other);
+            let above = m[pos..].iter().take(SPREAD_SCAN).filter(other);
+            let near = below
+                .take(SPREAD_CANDIDATES)
+                .chain(above.take(SPREAD_CANDIDATES));
             let mut best: Option<(i64, f64, usize)> = None;
-            for &(wu, u) in &m[lo..hi] {
-                if self.guest[u] == self.guest[v] || self.cur[u] != Some(s) {
-                    continue;
-                }
+            for &(wu, u) in near {
                 let gain = back + self.guest_on(u, t) as i64 - (self.guest_on(u, s) as i64 - 1);
                 let d = wv - wu;
                 let after = ss - sq(ls) - sq(lt) + sq(ls + d) + sq(lt - d);
@@ -577,14 +588,14 @@ impl<'a> Balancer<'a> {
         let stacked = |at: &dyn Fn(usize) -> usize| -> usize {
             pairs.iter().filter(|&&(i, j)| at(i) == at(j)).count()
         };
-        struct Best {
+        struct Found {
             reaches: bool,
             changes: usize,
             stacked: usize,
             ss: f64,
             digits: Vec<usize>,
         }
-        let mut best: Option<Best> = None;
+        let mut best: Option<Found> = None;
         let (w, was): (Vec<f64>, Vec<Option<usize>>) =
             busy.iter().map(|&v| (self.weight[v], self.cur[v])).unzip();
         for _ in 0..states {
@@ -617,7 +628,7 @@ impl<'a> Balancer<'a> {
                     },
                 };
             if better {
-                best = Some(Best {
+                best = Some(Found {
                     reaches,
                     changes,
                     stacked: here.unwrap_or_else(|| stacked(&|j| digits[j])),

@@ -35,12 +35,14 @@
 //!    `threshold`, nothing moves (no churn); nor does it when the loads of
 //!    this interval's reading alone (unsmoothed) are within it, as the
 //!    smoothed loads lag behind an imbalance that is already gone. A small
-//!    imbalance (at most twice the threshold) must persist `confirm`
-//!    intervals first. Then a greedy local search moves and swaps vCPUs
-//!    until the std-dev is within the **aim** (default half the
-//!    threshold), with the fewest pin changes it finds; on small hosts an
-//!    exhaustive search also prefers, among the plans with the fewest
-//!    changes, the one that spreads each guest's vCPUs most evenly.
+//!    imbalance (at most twice the threshold) must be seen `confirm`
+//!    intervals first, without a balanced interval between (an interval
+//!    whose reading alone is within the threshold neither counts nor
+//!    resets). Then a greedy local search moves and swaps vCPUs until the
+//!    std-dev is within the **aim** (default half the threshold), with the
+//!    fewest pin changes it finds. Among plans with as many changes, the
+//!    one that spreads each guest's vCPUs most evenly wins: a pass over
+//!    the greedy result, and on small hosts an exhaustive search.
 //!    Planning below the trigger leaves room for noise: a plan that
 //!    stopped just under the threshold would be pushed back over it by
 //!    the next interval's noise.

@@ -27,10 +27,11 @@
 //! planned at its own smoothed usage: a one-vCPU guest, and a guest whose
 //! threads stay put (pinned inside it, or busy on vCPU 0 only).
 //!
-//! A multi-vCPU guest whose split has been seen only once may float or
+//! A multi-vCPU guest whose split has been seen at most once may float or
 //! not: one reading cannot tell a guest busy on vCPU 0 only from one whose
-//! threads happened to be there. Each of its vCPUs is planned halfway between what that reading shows and
-//! an equal part. A guest busy on vCPU 0 only is then not stacked with
+//! threads happened to be there. Each of its vCPUs is planned halfway
+//! between what that reading shows and an equal part. A guest busy on
+//! vCPU 0 only is then not stacked with
 //! another one, and a floating guest's first plan does not move 3 of its
 //! vCPUs because one reading put most of its load on them: on real guests
 //! such a 3 + 1 split was chased by corrections for several intervals,
@@ -307,7 +308,7 @@ impl GuestHistory {
             .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
             .flatten()
             .filter(|&sum| sum > EPS);
-        // One split seen: floating or not is unknown.
+        // At most one split seen: floating or not is unknown.
         let unsure = self.splits < 2 && self.vcpus.len() > 1;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
             m.weight = match (h.usage, sum, persistent(h)) {
@@ -420,7 +421,16 @@ impl Tracker {
             }
             let reshaped = matched < prev.vcpus.len() || matched < run.len();
             let vcpus = Vec::with_capacity(run.len());
-            keys.push((key, GuestHistory { vcpus, ..prev }, reshaped));
+            let splits = if reshaped { 0 } else { prev.splits };
+            keys.push((
+                key,
+                GuestHistory {
+                    vcpus,
+                    splits,
+                    ..prev
+                },
+                reshaped,
+            ));
         }
         // Domains that vanished.
         changed.extend(
@@ -462,8 +472,8 @@ impl Tracker {
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
-                                last_share: p.last_share,
                                 // A guest that gained or lost vCPUs splits anew.
+                                last_share: if reshaped { None } else { p.last_share },
                                 share: if reshaped { None } else { p.share },
                                 share_var: if reshaped { None } else { p.share_var },
                                 ..fresh
