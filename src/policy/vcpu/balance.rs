@@ -23,13 +23,14 @@
 //! std-dev is within the aim, nothing qualifies, or the `max_moves` budget
 //! is spent.
 //!
-//! Small hosts, exactly: when (pCPUs)^(busy vCPUs) ≤ [`EXACT_MAX_STATES`]
+//! Small hosts, exactly: when (pCPUs)^(busy vCPUs) ≤ [`exact::EXACT_MAX_STATES`]
 //! (e.g. 16 vCPUs on 2 pCPUs, 10 on 3), every placement is enumerated and
 //! replaces the greedy result if it reaches the aim with fewer pin changes,
 //! or with as many and a more even spread of each guest, or lowers the
 //! std-dev by at least `min_gain / 2` more.
 //!
-//! The spread rule: among the plans that reach the aim with the fewest pin
+//! The spread rule (`balance/spread.rs`; the exhaustive search is in
+//! `balance/exact.rs`): among the plans that reach the aim with the fewest pin
 //! changes, the one with the fewest pairs of one guest's vCPUs on one pCPU
 //! wins. Many plans balance a host equally well today; the one that gives
 //! each pCPU its proportion of every guest stays balanced when a guest's
@@ -45,6 +46,9 @@ use std::cmp::Ordering;
 use super::report::{Decision, PinKind};
 use super::usage::{sum_sq, EPS};
 
+mod exact;
+mod spread;
+
 /// Exact pair repartition is tried only on pairs holding at most this many
 /// busy vCPUs together (2^n subsets).
 const EXCHANGE_MAX_VCPUS: usize = 12;
@@ -54,15 +58,6 @@ const EXCHANGE_MAX_PCPUS: usize = 16;
 /// go to this many idlest ones (from the busiest): on a large host the best
 /// move is among them, and looking at all pCPUs made each step O(P log k).
 const TIER1_PCPUS: usize = 16;
-/// The spread rule looks at this many vCPUs on each side of a moved one's
-/// weight for one to move instead.
-const SPREAD_CANDIDATES: usize = 16;
-/// ... of at most this many looked at on each side ...
-const SPREAD_SCAN: usize = 128;
-/// ... in at most this many passes over the moved vCPUs.
-const SPREAD_PASSES: usize = 4;
-/// The exhaustive search runs only when (pCPUs)^(busy vCPUs) is at most this.
-const EXACT_MAX_STATES: usize = 1 << 16;
 
 /// A candidate action of the local search.
 #[derive(Debug, Clone, Copy)]
@@ -145,21 +140,6 @@ fn cmp_member(a: &(f64, usize), b: &(f64, usize)) -> Ordering {
 /// How much moving `x` across a gap `g` narrows it.
 fn narrowing(g: f64, x: f64) -> f64 {
     g - (g - 2.0 * x).abs()
-}
-
-/// Index pairs `(i, j)`, `i < j`, into `busy` of vCPUs of one guest. The
-/// number of such pairs sharing a pCPU is the spread rule's measure: it is
-/// lowest when each guest's vCPUs are spread as evenly as they can be.
-fn guest_pairs(busy: &[usize], guest: &[usize]) -> Vec<(usize, usize)> {
-    let mut pairs = Vec::new();
-    for j in 0..busy.len() {
-        for i in 0..j {
-            if guest[busy[i]] == guest[busy[j]] {
-                pairs.push((i, j));
-            }
-        }
-    }
-    pairs
 }
 
 /// What the search knows of each vCPU, indexed alike.
@@ -472,205 +452,6 @@ impl<'a> Balancer<'a> {
         }
     }
 
-    /// vCPUs with weight of `v`'s guest on pCPU `p` (a guest's vCPUs have
-    /// adjacent indices).
-    fn guest_on(&self, v: usize, p: usize) -> usize {
-        let g = self.guest[v];
-        let start = (0..v)
-            .rev()
-            .take_while(|&i| self.guest[i] == g)
-            .last()
-            .unwrap_or(v);
-        (start..self.loc.len())
-            .take_while(|&i| self.guest[i] == g)
-            .filter(|&i| self.loc[i] == p && self.weight[i] > 0.0)
-            .count()
-    }
-
-    /// The spread rule for the greedy result. A vCPU that the plan moves
-    /// off a pCPU is replaced by another vCPU there, of another guest and
-    /// of about its weight (the [`SPREAD_CANDIDATES`] nearest on each
-    /// side, among [`SPREAD_SCAN`]), if that leaves fewer pairs of one
-    /// guest's vCPUs on one pCPU and keeps the aim (short of the aim: the
-    /// std-dev). As many pin changes, better spread guests.
-    fn spread(&mut self, kind: &mut [Option<PinKind>]) {
-        for _ in 0..SPREAD_PASSES {
-            if !self.spread_pass(kind) {
-                break;
-            }
-        }
-    }
-
-    /// One pass of [`Balancer::spread`] over the moved vCPUs; whether it
-    /// replaced any.
-    fn spread_pass(&mut self, kind: &mut [Option<PinKind>]) -> bool {
-        let mut any = false;
-        let np = self.load.len();
-        let reach = (self.aim + EPS).powi(2) * np as f64;
-        let moved: Vec<usize> = (0..self.loc.len())
-            .filter(|&v| matches!(self.cur[v], Some(s) if s != self.loc[v]))
-            .collect();
-        for v in moved {
-            let (Some(s), t) = (self.cur[v], self.loc[v]) else {
-                continue;
-            };
-            let ss = sum_sq(self.load);
-            // Within the aim: stay there. Short of it: no worse.
-            let limit = if ss <= reach { reach } else { ss + EPS };
-            let mean = self.load.iter().sum::<f64>() / np as f64;
-            let sq = |x: f64| (x - mean) * (x - mean);
-            let (ls, lt, wv) = (self.load[s], self.load[t], self.weight[v]);
-            // Pairs v makes by going back to s, less those it leaves at t.
-            let back = self.guest_on(v, s) as i64 - (self.guest_on(v, t) as i64 - 1);
-            let m = &self.members[s];
-            let pos = m.partition_point(|e| e.0 < wv);
-            // Another guest's unmoved vCPUs nearest in weight, each side
-            // (equal parts of v's own guest may fill the nearest places).
-            let other =
-                |e: &&(f64, usize)| self.guest[e.1] != self.guest[v] && self.cur[e.1] == Some(s);
-            let below = m[..pos].iter().rev().take(SPREAD_SCAN).filter(other);
-            let above = m[pos..].iter().take(SPREAD_SCAN).filter(other);
-            let near = below
-                .take(SPREAD_CANDIDATES)
-                .chain(above.take(SPREAD_CANDIDATES));
-            let mut best: Option<(i64, f64, usize)> = None;
-            for &(wu, u) in near {
-                let gain = back + self.guest_on(u, t) as i64 - (self.guest_on(u, s) as i64 - 1);
-                let d = wv - wu;
-                let after = ss - sq(ls) - sq(lt) + sq(ls + d) + sq(lt - d);
-                if gain < 0
-                    && after <= limit
-                    && best.map_or(true, |(g, a, _)| gain < g || (gain == g && after < a))
-                {
-                    best = Some((gain, after, u));
-                }
-            }
-            if let Some((_, _, u)) = best {
-                self.relocate(v, t, s);
-                self.relocate(u, s, t);
-                kind[u] = kind[v].take();
-                any = true;
-            }
-        }
-        any
-    }
-
-    /// Pin changes of the current placement.
-    fn changes(&self) -> usize {
-        (0..self.loc.len())
-            .filter(|&v| matches!(self.cur[v], Some(c) if c != self.loc[v]))
-            .count()
-    }
-
-    /// On small instances, an exhaustive search over the placements of the
-    /// busy vCPUs for, in order: reaching the aim with the fewest pin
-    /// changes, then the most even spread of each guest, then the lowest
-    /// std-dev; else (nothing reaches the aim) the lowest std-dev, then the
-    /// fewest changes. Adopts it (and returns true) if it reaches the aim
-    /// with fewer changes than the current placement, or as many and a more
-    /// even spread, or lowers the std-dev by at least `min_gain / 2` more.
-    fn exact_search(&mut self) -> bool {
-        let np = self.load.len();
-        let k: usize = self.members.iter().map(Vec::len).sum();
-        let Some(states) = u32::try_from(k)
-            .ok()
-            .and_then(|k| np.checked_pow(k))
-            .filter(|&n| k > 0 && n <= EXACT_MAX_STATES)
-        else {
-            return false;
-        };
-        let mut busy: Vec<usize> = self.members.iter().flatten().map(|e| e.1).collect();
-        busy.sort_unstable();
-        let reach = (self.aim + EPS).powi(2) * np as f64;
-        let mut digits = vec![0usize; k];
-        let mut loads = vec![0.0; np];
-        let pairs = guest_pairs(&busy, self.guest);
-        let stacked = |at: &dyn Fn(usize) -> usize| -> usize {
-            pairs.iter().filter(|&&(i, j)| at(i) == at(j)).count()
-        };
-        struct Found {
-            reaches: bool,
-            changes: usize,
-            stacked: usize,
-            ss: f64,
-            digits: Vec<usize>,
-        }
-        let mut best: Option<Found> = None;
-        let (w, was): (Vec<f64>, Vec<Option<usize>>) =
-            busy.iter().map(|&v| (self.weight[v], self.cur[v])).unzip();
-        for _ in 0..states {
-            loads.fill(0.0);
-            let mut changes = 0;
-            for j in 0..k {
-                loads[digits[j]] += w[j];
-                changes += usize::from(was[j].is_some_and(|p| p != digits[j]));
-            }
-            let ss = sum_sq(&loads);
-            let reaches = ss <= reach;
-            // Counted only where it decides: it costs O(pairs).
-            let mut here = None;
-            let better = changes <= self.max_moves
-                && match &best {
-                    None => true,
-                    Some(b) => match (reaches, b.reaches) {
-                        (true, false) => true,
-                        (false, true) => false,
-                        (true, true) => {
-                            changes < b.changes
-                                || (changes == b.changes && {
-                                    let st = *here.get_or_insert_with(|| stacked(&|j| digits[j]));
-                                    st < b.stacked || (st == b.stacked && ss < b.ss - EPS)
-                                })
-                        }
-                        (false, false) => {
-                            ss < b.ss - EPS || ((ss - b.ss).abs() <= EPS && changes < b.changes)
-                        }
-                    },
-                };
-            if better {
-                best = Some(Found {
-                    reaches,
-                    changes,
-                    stacked: here.unwrap_or_else(|| stacked(&|j| digits[j])),
-                    ss,
-                    digits: digits.clone(),
-                });
-            }
-            // Next placement (mixed-radix counter).
-            for d in digits.iter_mut() {
-                *d += 1;
-                if *d < np {
-                    break;
-                }
-                *d = 0;
-            }
-        }
-        let Some(best) = best else {
-            return false;
-        };
-        let now_ss = sum_sq(self.load);
-        let now_changes = self.changes();
-        let sd = |ss: f64| (ss / np as f64).sqrt();
-        let margin = (self.min_gain / 2.0).max(EPS);
-        let take = if now_ss <= reach {
-            best.reaches
-                && (best.changes < now_changes
-                    || (best.changes == now_changes
-                        && best.stacked < stacked(&|j| self.loc[busy[j]])))
-        } else {
-            best.reaches || sd(best.ss) < sd(now_ss) - margin
-        };
-        if take {
-            for (j, &v) in busy.iter().enumerate() {
-                if self.loc[v] != best.digits[j] {
-                    let from = self.loc[v];
-                    self.relocate(v, from, best.digits[j]);
-                }
-            }
-        }
-        take
-    }
-
     fn relocate(&mut self, v: usize, from: usize, to: usize) {
         let e = (self.weight[v], v);
         if let Ok(j) = self.members[from].binary_search_by(|x| cmp_member(x, &e)) {
@@ -688,6 +469,7 @@ impl<'a> Balancer<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::spread::guest_pairs;
     use super::*;
     use crate::policy::vcpu::usage::stddev;
 

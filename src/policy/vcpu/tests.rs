@@ -1192,6 +1192,30 @@ fn observe_leaves_known_vcpus_alone() {
     assert!(s.wants_presample(&restarted));
 }
 
+/// Four one-vCPU domains, two pinned on each of two pCPUs, at 50 ± `dev`
+/// (pCPU0's above, pCPU1's below), one second per interval.
+#[derive(Default)]
+struct TwoPairs {
+    cum: [u64; 4],
+}
+
+impl TwoPairs {
+    /// Interval `k`'s plan after a second at 50 ± `dev`.
+    fn plan(&mut self, s: &mut Scheduler, k: u64, dev: f64) -> Plan {
+        let mut vcpus = Vec::new();
+        for (i, c) in self.cum.iter_mut().enumerate() {
+            let u = if i < 2 { 50.0 + dev } else { 50.0 - dev };
+            *c += (u * 1e7) as u64;
+            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
+        }
+        s.plan(&Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        })
+    }
+}
+
 #[test]
 fn a_small_imbalance_waits_for_confirm_intervals() {
     // 56 + 56 on pCPU0, 44 + 44 on pCPU1: std-dev 12 ... use 53/47: 6.
@@ -1201,28 +1225,15 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
         ..VcpuConfig::default()
     };
     let mut s = Scheduler::new(cfg);
-    let mut cum = [0u64; 4];
-    let mut step = |k: u64, extra: f64, s: &mut Scheduler| {
-        let mut vcpus = Vec::new();
-        for (i, c) in cum.iter_mut().enumerate() {
-            let u = if i < 2 { 50.0 + extra } else { 50.0 - extra };
-            *c += (u * 1e7) as u64;
-            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
-        }
-        s.plan(&Snapshot {
-            monotonic_ns: (k + 1) * SEC,
-            pcpus: vec![0, 1],
-            vcpus,
-        })
-    };
-    step(0, 0.0, &mut s);
-    assert_eq!(step(1, 0.0, &mut s).decision, Decision::Balanced);
+    let mut pairs = TwoPairs::default();
+    pairs.plan(&mut s, 0, 0.0);
+    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
     for seen in 1..3 {
-        let p = step(1 + u64::from(seen), 4.0, &mut s);
+        let p = pairs.plan(&mut s, 1 + u64::from(seen), 4.0);
         assert_eq!(p.decision, Decision::Unconfirmed { seen, needed: 3 }, "{p}");
         assert!(p.pins.is_empty());
     }
-    let p = step(4, 4.0, &mut s);
+    let p = pairs.plan(&mut s, 4, 4.0);
     assert!(
         matches!(p.decision, Decision::Rebalanced { swaps: 1, .. }),
         "{p}"
@@ -1319,29 +1330,16 @@ fn an_imbalance_gone_from_the_reading_moves_nothing() {
         ..VcpuConfig::default()
     };
     let mut s = Scheduler::new(cfg);
-    let mut cum = [0u64; 4];
-    let mut step = |k: u64, dev: f64, s: &mut Scheduler| {
-        let mut vcpus = Vec::new();
-        for (i, c) in cum.iter_mut().enumerate() {
-            let u = if i < 2 { 50.0 + dev } else { 50.0 - dev };
-            *c += (u * 1e7) as u64;
-            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
-        }
-        s.plan(&Snapshot {
-            monotonic_ns: (k + 1) * SEC,
-            pcpus: vec![0, 1],
-            vcpus,
-        })
-    };
-    step(0, 0.0, &mut s);
-    assert_eq!(step(1, 0.0, &mut s).decision, Decision::Balanced);
-    let p = step(2, 6.0, &mut s);
+    let mut pairs = TwoPairs::default();
+    pairs.plan(&mut s, 0, 0.0);
+    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    let p = pairs.plan(&mut s, 2, 6.0);
     assert_eq!(
         p.decision,
         Decision::Unconfirmed { seen: 1, needed: 2 },
         "{p}"
     );
-    let p = step(3, 2.0, &mut s);
+    let p = pairs.plan(&mut s, 3, 2.0);
     assert!(p.stddev_before > 8.0, "{p}");
     assert!(p.pins.is_empty(), "{p}");
     assert!(
@@ -1349,7 +1347,7 @@ fn an_imbalance_gone_from_the_reading_moves_nothing() {
         "{p}"
     );
     // The imbalance back in the reading is acted on: the count was kept.
-    let p = step(4, 6.0, &mut s);
+    let p = pairs.plan(&mut s, 4, 6.0);
     assert!(matches!(p.decision, Decision::Rebalanced { .. }), "{p}");
 }
 
