@@ -182,15 +182,33 @@ macro_rules! planners {
 planners!("new" => kvmsched::policy::vcpu);
 
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments.
+    // `cargo bench` passes `--bench`. Other arguments select rows: a number
+    // keeps only that many vCPUs, a word only that case (e.g.
+    // `cargo bench --bench vcpu_plan -- 100000 steady`, to profile one).
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let cases: Vec<&str> = args
+        .iter()
+        .filter(|a| a.parse::<usize>().is_err())
+        .map(String::as_str)
+        .collect();
     println!("vCPU planner, {PCPUS} pCPUs, random usage 0-100 %; time of one plan()");
     println!(
         "{:>7}  {:<19} {:<8} {:>10} {:>10} {:>6} {:>9} {:>9}",
         "vCPUs", "case", "planner", "median", "min", "pins", "sd before", "sd after"
     );
     for n in [100, 1_000, 10_000, 100_000] {
+        if !sizes.is_empty() && !sizes.contains(&n) {
+            continue;
+        }
         let reps = if n >= 100_000 { 7 } else { 21 };
         for case in ["rebalance", "rebalance-uncapped", "placement", "steady"] {
+            if !cases.is_empty() && !cases.contains(&case) {
+                continue;
+            }
             for (label, measure) in planners() {
                 let r = measure(n, case, reps);
                 println!(

@@ -308,14 +308,10 @@ impl Scheduler {
         let guest: Vec<usize> = measured.iter().map(|m| m.guest).collect();
 
         // Where each vCPU is hard-pinned now (index into `pcpus`).
-        let cur: Vec<Option<usize>> = measured
-            .iter()
-            .map(|m| usage::single_pin(&m.sample.affinity).and_then(idx_of))
-            .collect();
+        let cur: Vec<Option<usize>> = measured.iter().map(|m| m.pin.and_then(idx_of)).collect();
         let mut before = vec![0.0; np];
         for (m, w) in measured.iter().zip(&weight) {
-            let s = m.sample;
-            if let Some(p) = usage::load_pcpu(&s.affinity, s.running_on).and_then(idx_of) {
+            if let Some(p) = m.load_on.and_then(idx_of) {
                 before[p] += w;
             }
         }
@@ -387,7 +383,7 @@ impl Scheduler {
                 name: s.name.clone(),
                 vcpu: s.vcpu,
                 pcpu: pcpus[to],
-                from: usage::single_pin(&s.affinity),
+                from: m.pin,
                 kind: match cur[i] {
                     None => PinKind::Placement,
                     Some(_) => kind[i].unwrap_or(PinKind::Move),

@@ -1192,6 +1192,56 @@ fn observe_leaves_known_vcpus_alone() {
     assert!(s.wants_presample(&restarted));
 }
 
+#[test]
+fn the_history_follows_guests_that_come_and_go_in_any_order() {
+    // The history is kept sorted by domain and merged with the snapshot's:
+    // guests observed or planned before, after and between the known ones,
+    // in a snapshot out of order, each keep their own reading.
+    let at = |t: u64, specs: &[Spec<'_>]| {
+        let mut snap = snap_at(t, &[0, 1], specs);
+        snap.vcpus.reverse();
+        snap
+    };
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&at(0, &[("b", 0, 20.0, &[0]), ("d", 0, 40.0, &[1])]));
+    let four: [Spec<'_>; 5] = [
+        ("a", 0, 10.0, &[0]),
+        ("b", 0, 20.0, &[0]),
+        ("c", 0, 30.0, &[1]),
+        ("c", 1, 35.0, &[1]),
+        ("d", 0, 40.0, &[1]),
+    ];
+    s.observe(&at(1, &four));
+    assert!(!s.wants_presample(&at(1, &four)));
+    s.plan(&at(2, &four));
+    for (d, v, u) in [
+        ("a", 0, 10.0),
+        ("b", 0, 20.0),
+        ("c", 0, 30.0),
+        ("c", 1, 35.0),
+        ("d", 0, 40.0),
+    ] {
+        let got = s.usage(&format!("uuid-{d}"), v);
+        assert!(
+            matches!(got, Some(g) if (g - u).abs() < 1e-6),
+            "{d}/{v}: {got:?}"
+        );
+    }
+    // b vanishes, c loses a vCPU: the others keep their history.
+    s.plan(&at(
+        3,
+        &[
+            ("a", 0, 10.0, &[0]),
+            ("c", 0, 30.0, &[1]),
+            ("d", 0, 40.0, &[1]),
+        ],
+    ));
+    assert_eq!(s.usage("uuid-b", 0), None);
+    assert_eq!(s.usage("uuid-c", 1), None);
+    assert!(matches!(s.usage("uuid-d", 0), Some(g) if (g - 40.0).abs() < 1e-6));
+    assert!(matches!(s.usage("uuid-c", 0), Some(g) if (g - 30.0).abs() < 1e-6));
+}
+
 /// Four one-vCPU domains, two pinned on each of two pCPUs, at 50 ± `dev`
 /// (pCPU0's above, pCPU1's below), one second per interval.
 #[derive(Default)]

@@ -37,7 +37,8 @@
 //! such a 3 + 1 split was chased by corrections for several intervals,
 //! while a 2 + 2 split of each busy guest held.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::ops::Range;
 
 use super::{Snapshot, VcpuConfig, VcpuSample};
 
@@ -146,6 +147,8 @@ struct VcpuHistory {
 /// What is kept of one guest (domain) between snapshots.
 #[derive(Debug, Clone, Default)]
 struct GuestHistory {
+    /// Domain UUID.
+    key: String,
     /// Sorted by vCPU number.
     vcpus: Vec<VcpuHistory>,
     /// Smoothed sum of its vCPUs' usage, once measured.
@@ -163,6 +166,10 @@ struct GuestHistory {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Measured<'a> {
     pub sample: &'a VcpuSample,
+    /// The single pCPU its affinity pins it to, if any.
+    pub pin: Option<u32>,
+    /// The pCPU its load is counted on ([`load_pcpu`]).
+    pub load_on: Option<u32>,
     /// Smoothed usage, `None` until two readings exist.
     pub usage: Option<f64>,
     /// The load the planner counts for it (0 without usage).
@@ -177,15 +184,17 @@ pub(super) struct Measured<'a> {
 /// Usage history of every vCPU seen in the last snapshot.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Tracker {
-    /// Domain UUID → its history.
-    guests: HashMap<String, GuestHistory>,
+    /// Per domain, sorted by UUID (as the snapshot's vCPUs are sorted, so
+    /// each interval merges the two lists: no hashing, no allocation for a
+    /// guest whose vCPUs stay the same).
+    guests: Vec<GuestHistory>,
 }
 
 /// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped, and the
 /// index ranges of its runs of one domain. One comparison of the domain
 /// strings per vCPU when the snapshot is in order (the adapter reads
 /// domains in order); a sort and a second pass otherwise.
-fn sorted_runs(snap: &Snapshot) -> (Vec<&VcpuSample>, Vec<std::ops::Range<usize>>) {
+fn sorted_runs(snap: &Snapshot) -> (Vec<&VcpuSample>, Vec<Range<usize>>) {
     let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
     if let Some(runs) = runs_if_sorted(&mut order) {
         return (order, runs);
@@ -197,8 +206,7 @@ fn sorted_runs(snap: &Snapshot) -> (Vec<&VcpuSample>, Vec<std::ops::Range<usize>
 
 /// Drops duplicates of `order` and returns its runs of one domain, or
 /// `None` (leaving `order` as it was) if it is not sorted.
-fn runs_if_sorted(order: &mut Vec<&VcpuSample>) -> Option<Vec<std::ops::Range<usize>>> {
-    use std::cmp::Ordering;
+fn runs_if_sorted(order: &mut Vec<&VcpuSample>) -> Option<Vec<Range<usize>>> {
     let mut keep = vec![true; order.len()];
     let mut starts = Vec::new();
     for i in 1..order.len() {
@@ -322,20 +330,105 @@ impl GuestHistory {
     }
 }
 
+/// For each run of one domain in `order` (sorted), the index in `guests`
+/// (sorted by key) of its history: one merge of the two lists, one string
+/// comparison per guest in the common case.
+fn join(
+    guests: &[GuestHistory],
+    order: &[&VcpuSample],
+    runs: &[Range<usize>],
+) -> Vec<Option<usize>> {
+    let mut i = 0;
+    runs.iter()
+        .map(|run| {
+            let dom = order[run.start].domain.as_str();
+            while let Some(g) = guests.get(i) {
+                match g.key.as_str().cmp(dom) {
+                    Ordering::Less => i += 1,
+                    Ordering::Equal => return Some(i),
+                    Ordering::Greater => return None,
+                }
+            }
+            None
+        })
+        .collect()
+}
+
+/// The previous readings of one run of vCPUs, by position in the run.
+enum Prev {
+    /// The guest has the same vCPUs as before: its histories, in order.
+    Aligned,
+    /// It gained or lost vCPUs (or is new): each one's history, if any.
+    Mapped(Vec<Option<VcpuHistory>>),
+}
+
+impl Prev {
+    /// Pairs `samples` (one run, in vCPU order) with the histories of
+    /// `vcpus` (in vCPU order).
+    fn of(vcpus: &[VcpuHistory], samples: &[&VcpuSample]) -> Prev {
+        let aligned = vcpus.len() == samples.len()
+            && vcpus.iter().zip(samples).all(|(h, s)| h.vcpu == s.vcpu);
+        if aligned {
+            return Prev::Aligned;
+        }
+        Prev::Mapped(
+            samples
+                .iter()
+                .map(|s| {
+                    let j = vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu).ok()?;
+                    Some(vcpus[j])
+                })
+                .collect(),
+        )
+    }
+
+    /// The history of the `j`-th vCPU of the run.
+    fn get(&self, vcpus: &[VcpuHistory], j: usize) -> Option<VcpuHistory> {
+        match self {
+            Prev::Aligned => Some(vcpus[j]),
+            Prev::Mapped(m) => m[j],
+        }
+    }
+}
+
+impl VcpuHistory {
+    /// The first reading of a vCPU.
+    fn fresh(s: &VcpuSample, at_ns: u64) -> Self {
+        VcpuHistory {
+            vcpu: s.vcpu,
+            cpu_time_ns: s.cpu_time_ns,
+            at_ns,
+            usage: None,
+            last_share: None,
+            share: None,
+            share_var: None,
+            pin: single_pin(&s.affinity),
+        }
+    }
+}
+
 impl Tracker {
+    fn find(&self, domain: &str) -> Option<&GuestHistory> {
+        let i = self
+            .guests
+            .binary_search_by(|g| g.key.as_str().cmp(domain))
+            .ok()?;
+        Some(&self.guests[i])
+    }
+
     /// A guest's smoothed demand (sum of its vCPUs' usage), if measured.
     pub fn demand(&self, domain: &str) -> Option<f64> {
-        self.guests.get(domain)?.demand
+        self.find(domain)?.demand
     }
 
     /// Whether a guest floats (is planned as equal parts of its demand).
     pub fn floating(&self, domain: &str) -> Option<bool> {
-        self.guests.get(domain).map(|g| g.floating)
+        self.find(domain).map(|g| g.floating)
     }
 
     /// Smoothed usage of a vCPU as of the last update.
     pub fn usage(&self, domain: &str, vcpu: u32) -> Option<f64> {
-        let g = self.guests.get(domain)?;
+        let g = self.find(domain)?;
         let j = g.vcpus.binary_search_by_key(&vcpu, |h| h.vcpu).ok()?;
         g.vcpus[j].usage
     }
@@ -343,12 +436,17 @@ impl Tracker {
     /// Whether some vCPU of `snap` has no earlier reading to measure its
     /// usage against (new, or its counter went backwards).
     pub fn lacks_reading(&self, snap: &Snapshot) -> bool {
-        snap.vcpus.iter().any(|s| {
-            let prev = self.guests.get(&s.domain).and_then(|g| {
-                let j = g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu).ok()?;
-                Some(g.vcpus[j])
-            });
-            !matches!(prev, Some(p) if p.cpu_time_ns <= s.cpu_time_ns)
+        let (order, runs) = sorted_runs(snap);
+        let at = join(&self.guests, &order, &runs);
+        runs.iter().zip(at).any(|(run, at)| {
+            let Some(g) = at.map(|i| &self.guests[i]) else {
+                return true;
+            };
+            let samples = &order[run.clone()];
+            let prev = Prev::of(&g.vcpus, samples);
+            samples.iter().enumerate().any(|(j, s)| {
+                !matches!(prev.get(&g.vcpus, j), Some(p) if p.cpu_time_ns <= s.cpu_time_ns)
+            })
         })
     }
 
@@ -356,85 +454,82 @@ impl Tracker {
     /// counter went backwards) and leaves every other history untouched,
     /// so their next usage still spans the whole interval.
     pub fn observe(&mut self, snap: &Snapshot) {
-        for s in sorted_runs(snap).0 {
-            let g = self.guests.entry(s.domain.clone()).or_default();
-            let fresh = VcpuHistory {
-                vcpu: s.vcpu,
-                cpu_time_ns: s.cpu_time_ns,
-                at_ns: snap.monotonic_ns,
-                usage: None,
-                last_share: None,
-                share: None,
-                share_var: None,
-                pin: single_pin(&s.affinity),
+        let (order, runs) = sorted_runs(snap);
+        let at = join(&self.guests, &order, &runs);
+        let mut added = Vec::new();
+        for (run, at) in runs.iter().zip(at) {
+            let samples = &order[run.clone()];
+            let Some(i) = at else {
+                added.push(GuestHistory {
+                    key: samples[0].domain.clone(),
+                    vcpus: samples
+                        .iter()
+                        .map(|s| VcpuHistory::fresh(s, snap.monotonic_ns))
+                        .collect(),
+                    ..GuestHistory::default()
+                });
+                continue;
             };
-            match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
-                Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
-                Ok(j) => g.vcpus[j] = fresh,
-                Err(j) => g.vcpus.insert(j, fresh),
+            let g = &mut self.guests[i];
+            for s in samples {
+                let fresh = VcpuHistory::fresh(s, snap.monotonic_ns);
+                match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
+                    Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
+                    Ok(j) => g.vcpus[j] = fresh,
+                    Err(j) => g.vcpus.insert(j, fresh),
+                }
             }
+        }
+        if !added.is_empty() {
+            self.guests.append(&mut added);
+            self.guests.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         }
     }
 
     /// Updates the history from `snap` and returns its vCPUs sorted by
     /// (domain, vCPU), deduplicated, with their usage and weight. History
-    /// of vanished vCPUs and domains is dropped.
+    /// of vanished vCPUs and domains is dropped. A guest whose vCPUs are
+    /// the same as last time is updated in place.
     pub fn measure<'a>(&mut self, snap: &'a Snapshot, cfg: &VcpuConfig) -> Vec<Measured<'a>> {
         let (order, runs) = sorted_runs(snap);
+        let at = join(&self.guests, &order, &runs);
 
         // Pass 1: pair each sample with its previous reading and note the
         // pCPUs whose set of pinned vCPUs changed since then.
         let mut old = std::mem::take(&mut self.guests);
-        self.guests.reserve(runs.len());
-        let mut prevs: Vec<Option<VcpuHistory>> = Vec::with_capacity(order.len());
         let mut changed: Vec<u32> = Vec::new();
-        // (key, its previous history without vCPUs, whether its vCPU set changed)
-        let mut keys: Vec<(String, GuestHistory, bool)> = Vec::with_capacity(runs.len());
-        for run in &runs {
-            let dom = order[run.start].domain.as_str();
-            let (key, prev) = old
-                .remove_entry(dom)
-                .unwrap_or_else(|| (dom.to_string(), GuestHistory::default()));
-            let mut matched = 0;
-            for s in &order[run.clone()] {
-                let p = prev
-                    .vcpus
-                    .binary_search_by_key(&s.vcpu, |h| h.vcpu)
-                    .ok()
-                    .map(|j| prev.vcpus[j]);
-                matched += usize::from(p.is_some());
+        let mut pending: Vec<(GuestHistory, Prev)> = Vec::with_capacity(runs.len());
+        for (run, at) in runs.iter().zip(at) {
+            let samples = &order[run.clone()];
+            let prev = match at {
+                Some(i) => std::mem::take(&mut old[i]),
+                None => GuestHistory {
+                    key: samples[0].domain.clone(),
+                    ..GuestHistory::default()
+                },
+            };
+            let pairing = Prev::of(&prev.vcpus, samples);
+            for (j, s) in samples.iter().enumerate() {
+                let p = pairing.get(&prev.vcpus, j);
                 let (was, now) = (p.and_then(|h| h.pin), single_pin(&s.affinity));
                 if p.is_none() || was != now {
                     changed.extend(was);
                     changed.extend(now);
                 }
-                prevs.push(p);
             }
-            if matched < prev.vcpus.len() {
+            if matches!(pairing, Prev::Mapped(_)) {
                 // vCPUs of this domain that vanished.
-                let gone = prev.vcpus.iter().filter(|h| {
-                    order[run.clone()]
-                        .binary_search_by_key(&h.vcpu, |s| s.vcpu)
-                        .is_err()
-                });
+                let gone = prev
+                    .vcpus
+                    .iter()
+                    .filter(|h| samples.binary_search_by_key(&h.vcpu, |s| s.vcpu).is_err());
                 changed.extend(gone.filter_map(|h| h.pin));
             }
-            let reshaped = matched < prev.vcpus.len() || matched < run.len();
-            let vcpus = Vec::with_capacity(run.len());
-            let splits = if reshaped { 0 } else { prev.splits };
-            keys.push((
-                key,
-                GuestHistory {
-                    vcpus,
-                    splits,
-                    ..prev
-                },
-                reshaped,
-            ));
+            pending.push((prev, pairing));
         }
-        // Domains that vanished.
+        // Domains that vanished (the others were taken, leaving no vCPUs).
         changed.extend(
-            old.values()
+            old.iter()
                 .flat_map(|g| g.vcpus.iter().filter_map(|h| h.pin)),
         );
         changed.sort_unstable();
@@ -444,25 +539,23 @@ impl Tracker {
         let now = snap.monotonic_ns;
         let mut out = Vec::with_capacity(order.len());
         let mut raws = Vec::new();
-        for (g, (run, (key, mut guest, reshaped))) in runs.into_iter().zip(keys).enumerate() {
+        self.guests.reserve(runs.len());
+        for (g, (run, (mut guest, pairing))) in runs.iter().zip(pending).enumerate() {
+            let samples = &order[run.clone()];
             let first = out.len();
+            // A guest that gained or lost vCPUs splits anew.
+            let reshaped = matches!(pairing, Prev::Mapped(_));
+            if reshaped {
+                guest.vcpus.clear();
+                guest.splits = 0;
+            }
             raws.clear();
             let (mut raw_total, mut reset_guest) = (0.0, reshaped);
-            for j in run {
-                let (s, prev) = (order[j], prevs[j]);
-                let pin = single_pin(&s.affinity);
-                let fresh = VcpuHistory {
-                    vcpu: s.vcpu,
-                    cpu_time_ns: s.cpu_time_ns,
-                    at_ns: now,
-                    usage: None,
-                    last_share: None,
-                    share: None,
-                    share_var: None,
-                    pin,
-                };
+            for (j, &s) in samples.iter().enumerate() {
+                let fresh = VcpuHistory::fresh(s, now);
+                let pin = fresh.pin;
                 let mut raw = None;
-                let h = match prev {
+                let h = match pairing.get(&guest.vcpus, j) {
                     Some(p) if p.cpu_time_ns == s.cpu_time_ns && p.at_ns == now => p,
                     Some(p) => match usage_pct((p.cpu_time_ns, s.cpu_time_ns), (p.at_ns, now)) {
                         Some(r) => {
@@ -472,7 +565,6 @@ impl Tracker {
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
-                                // A guest that gained or lost vCPUs splits anew.
                                 last_share: if reshaped { None } else { p.last_share },
                                 share: if reshaped { None } else { p.share },
                                 share_var: if reshaped { None } else { p.share_var },
@@ -485,9 +577,14 @@ impl Tracker {
                 };
                 raw_total += raw.unwrap_or(0.0);
                 raws.push(raw);
-                guest.vcpus.push(h);
+                match pairing {
+                    Prev::Aligned => guest.vcpus[j] = h,
+                    Prev::Mapped(_) => guest.vcpus.push(h),
+                }
                 out.push(Measured {
                     sample: s,
+                    pin,
+                    load_on: load_pcpu(&s.affinity, s.running_on),
                     usage: h.usage,
                     weight: 0.0,
                     raw,
@@ -495,7 +592,7 @@ impl Tracker {
                 });
             }
             guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
-            self.guests.insert(key, guest);
+            self.guests.push(guest);
         }
         out
     }
