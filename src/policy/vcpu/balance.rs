@@ -137,6 +137,12 @@ fn cmp_member(a: &(f64, usize), b: &(f64, usize)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
 }
 
+/// `a` before `b` in [`Balancer::order`]: the busier first, then the
+/// lower index.
+fn busier(load: &[f64], a: usize, b: usize) -> Ordering {
+    load[b].total_cmp(&load[a]).then(a.cmp(&b))
+}
+
 /// How much moving `x` across a gap `g` narrows it.
 fn narrowing(g: f64, x: f64) -> f64 {
     g - (g - 2.0 * x).abs()
@@ -170,6 +176,10 @@ pub(super) struct Balancer<'a> {
     mean: f64,
     /// vCPUs with positive weight per pCPU, sorted by (weight, index).
     members: Vec<Vec<(f64, usize)>>,
+    /// pCPUs from the busiest to the idlest (equal loads: lower index
+    /// first), kept in order as loads change ([`Balancer::relocate`]), so
+    /// each step finds its extremes without a pass over all pCPUs.
+    order: Vec<usize>,
 }
 
 impl<'a> Balancer<'a> {
@@ -193,6 +203,8 @@ impl<'a> Balancer<'a> {
         for m in &mut members {
             m.sort_unstable_by(cmp_member);
         }
+        let mut order: Vec<usize> = (0..load.len()).collect();
+        order.sort_unstable_by(|&a, &b| busier(load, a, b));
         Balancer {
             aim,
             min_gain,
@@ -204,7 +216,38 @@ impl<'a> Balancer<'a> {
             mean: load.iter().sum::<f64>() / load.len().max(1) as f64,
             load,
             members,
+            order,
         }
+    }
+
+    /// The busiest pCPU (equal loads: the lowest index).
+    fn busiest(&self) -> usize {
+        self.order.first().copied().unwrap_or(0)
+    }
+
+    /// The idlest pCPU (equal loads: the lowest index).
+    fn idlest(&self) -> usize {
+        let Some(&last) = self.order.last() else {
+            return 0;
+        };
+        let min = self.load[last];
+        let j = self
+            .order
+            .partition_point(|&p| self.load[p].total_cmp(&min) == Ordering::Greater);
+        self.order[j]
+    }
+
+    /// Position of pCPU `p` in `order` (by binary search: `order` is
+    /// sorted by the current loads).
+    fn position(&self, p: usize) -> usize {
+        self.order
+            .partition_point(|&q| busier(self.load, q, p) == Ordering::Less)
+    }
+
+    /// Puts pCPU `p`, out of `order`, back at its place.
+    fn reinsert(&mut self, p: usize) {
+        let r = self.position(p);
+        self.order.insert(r, p);
     }
 
     /// Whether moving `x` across gap `g` qualifies.
@@ -246,9 +289,11 @@ impl<'a> Balancer<'a> {
                 continue;
             }
             let pos = m.partition_point(|e| e.0 < target);
-            let below = pos
-                .checked_sub(1)
-                .map(|j| m.partition_point(|e| e.0 < m[j].0));
+            // The first of the vCPUs of the largest weight below the target.
+            let below = pos.checked_sub(1).map(|j| match j.checked_sub(1) {
+                Some(i) if m[i].0 == m[j].0 => m[..i].partition_point(|e| e.0 < m[j].0),
+                _ => j,
+            });
             for j in [below, Some(pos)].into_iter().flatten() {
                 let Some(&(x, v)) = m.get(j) else { continue };
                 best.offer(self.shift(g, x, Action::Move { v, from: s, to: t }, 1));
@@ -305,31 +350,37 @@ impl<'a> Balancer<'a> {
         }
     }
 
-    /// The `k` busiest and the `k` idlest pCPUs, each in index order.
-    fn extremes(&self, k: usize) -> (Vec<usize>, Vec<usize>) {
-        let np = self.load.len();
-        let mut idx: Vec<usize> = (0..np).collect();
-        if np <= k {
-            return (idx.clone(), idx);
+    /// The [`TIER1_PCPUS`] busiest and as many idlest pCPUs (all of them
+    /// on a smaller host), each in index order, in `heavy` and `light`;
+    /// returns how many each holds.
+    fn extremes(
+        &self,
+        heavy: &mut [usize; TIER1_PCPUS],
+        light: &mut [usize; TIER1_PCPUS],
+    ) -> usize {
+        let np = self.order.len();
+        if np <= TIER1_PCPUS {
+            for p in 0..np {
+                (heavy[p], light[p]) = (p, p);
+            }
+            return np;
         }
-        let busier = |a: &usize, b: &usize| self.load[*b].total_cmp(&self.load[*a]).then(a.cmp(b));
-        idx.select_nth_unstable_by(k - 1, busier);
-        let mut heavy = idx[..k].to_vec();
-        idx.select_nth_unstable_by(np - k, busier);
-        let mut light = idx[np - k..].to_vec();
+        heavy.copy_from_slice(&self.order[..TIER1_PCPUS]);
+        light.copy_from_slice(&self.order[np - TIER1_PCPUS..]);
         heavy.sort_unstable();
         light.sort_unstable();
-        (heavy, light)
+        TIER1_PCPUS
     }
 
     /// The preferred action of this step, tier by tier.
     fn next_action(&self, hi: usize, lo: usize, best: &mut Best) {
         let np = self.load.len();
-        let (heavy, light) = self.extremes(TIER1_PCPUS);
-        for &p in &heavy {
+        let (mut heavy, mut light) = ([0; TIER1_PCPUS], [0; TIER1_PCPUS]);
+        let k = self.extremes(&mut heavy, &mut light);
+        for &p in &heavy[..k] {
             self.offer_moves(p, lo, best);
         }
-        for &p in &light {
+        for &p in &light[..k] {
             self.offer_moves(hi, p, best);
         }
         best.offer(self.best_swap(hi, lo));
@@ -392,9 +443,7 @@ impl<'a> Balancer<'a> {
                 capped = true;
                 break;
             }
-            let by_load = |a: &usize, b: &usize| self.load[*a].total_cmp(&self.load[*b]);
-            let hi = (0..np).rev().max_by(by_load).unwrap_or(0);
-            let lo = (0..np).min_by(by_load).unwrap_or(0);
+            let (hi, lo) = (self.busiest(), self.idlest());
             let mut best = Best {
                 ss,
                 reach,
@@ -453,6 +502,9 @@ impl<'a> Balancer<'a> {
     }
 
     fn relocate(&mut self, v: usize, from: usize, to: usize) {
+        if from == to {
+            return;
+        }
         let e = (self.weight[v], v);
         if let Ok(j) = self.members[from].binary_search_by(|x| cmp_member(x, &e)) {
             self.members[from].remove(j);
@@ -461,9 +513,15 @@ impl<'a> Balancer<'a> {
             .binary_search_by(|x| cmp_member(x, &e))
             .unwrap_or_else(|j| j);
         self.members[to].insert(j, e);
+        // Out of `order` while their loads change, then back in place.
+        let (rf, rt) = (self.position(from), self.position(to));
+        self.order.remove(rf.max(rt));
+        self.order.remove(rf.min(rt));
         self.load[from] -= e.0;
         self.load[to] += e.0;
         self.loc[v] = to;
+        self.reinsert(from);
+        self.reinsert(to);
     }
 }
 
