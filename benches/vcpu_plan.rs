@@ -115,13 +115,14 @@ macro_rules! measure_with {
                 .collect::<Vec<u64>>();
             for k in 2..6u64 {
                 let plan = sched.plan(&snap);
-                let mut at: std::collections::HashMap<(&str, u32), u32> = Default::default();
+                let mut at: std::collections::HashMap<(String, u32), u32> = Default::default();
                 for p in &plan.pins {
-                    at.insert((p.domain.as_str(), p.vcpu), p.pcpu);
+                    at.insert((p.domain.to_string(), p.vcpu), p.pcpu);
                 }
                 let quiet = plan.pins.is_empty();
+                drop(plan);
                 for (v, d) in snap.vcpus.iter_mut().zip(&step) {
-                    if let Some(&p) = at.get(&(v.domain.as_str(), v.vcpu)) {
+                    if let Some(&p) = at.get(&(v.domain.clone(), v.vcpu)) {
                         v.affinity = vec![p];
                     }
                     v.cpu_time_ns += d;

@@ -471,10 +471,10 @@ fn main_loop_runs_both_loops_on_the_fake_clock() {
     assert_eq!(clock.monotonic(), 4 * SEC);
 }
 
-fn pin(name: &str, vcpu: u32, from: u32, to: u32, kind: PinKind) -> Pin {
+fn pin(name: &str, vcpu: u32, from: u32, to: u32, kind: PinKind) -> Pin<'_> {
     Pin {
-        domain: format!("uuid-{name}"),
-        name: name.into(),
+        domain: name,
+        name,
         vcpu,
         pcpu: to,
         from: Some(from),
@@ -493,7 +493,7 @@ fn swap_pins_form_units_by_the_pcpus_they_exchange() {
     ];
     let names: Vec<Vec<&str>> = units(&pins)
         .iter()
-        .map(|u| u.iter().map(|p| p.name.as_str()).collect())
+        .map(|u| u.iter().map(|p| p.name).collect())
         .collect();
     assert_eq!(names, [vec!["a", "d"], vec!["b", "e"], vec!["c"]]);
 }

@@ -151,7 +151,7 @@ impl VcpuLoop {
                 stopped = true;
                 break;
             }
-            let mut done: Vec<&Pin> = Vec::new();
+            let mut done: Vec<&Pin<'_>> = Vec::new();
             for pin in unit {
                 match apply_pin(ctx, src, &index, host.present, pin) {
                     Step::Took => {
@@ -218,7 +218,7 @@ fn undo(
     src: &mut dyn Source,
     index: &BTreeMap<&str, DomId>,
     present: u32,
-    done: &[&Pin],
+    done: &[&Pin<'_>],
 ) -> usize {
     let mut back = 0;
     for pin in done.iter().rev() {
@@ -226,7 +226,7 @@ fn undo(
         let reverse = Pin {
             pcpu: from,
             from: Some(pin.pcpu),
-            ..(*pin).clone()
+            ..**pin
         };
         match apply_pin(ctx, src, index, present, &reverse) {
             Step::Took => back += 1,
@@ -245,9 +245,9 @@ fn apply_pin(
     src: &mut dyn Source,
     index: &BTreeMap<&str, DomId>,
     present: u32,
-    pin: &Pin,
+    pin: &Pin<'_>,
 ) -> Step {
-    let Some(&d) = index.get(pin.domain.as_str()) else {
+    let Some(&d) = index.get(pin.domain) else {
         return Step::Failed;
     };
     let map = match CpuMap::from_cpus(present, &[pin.pcpu]) {
@@ -261,7 +261,7 @@ fn apply_pin(
         .log
         .obj("vcpu")
         .str("event", "pin")
-        .str("domain", &pin.name)
+        .str("domain", pin.name)
         .uint("vcpu", u64::from(pin.vcpu))
         .opt_uint("from", pin.from.map(u64::from))
         .uint("to", u64::from(pin.pcpu))
@@ -295,8 +295,8 @@ fn apply_pin(
 /// exchange vCPUs between the same pCPUs (connected through the pCPUs they
 /// leave and reach) form one unit; every other pin is a unit alone. Units
 /// keep the plan's order of their first pin.
-pub fn units(pins: &[Pin]) -> Vec<Vec<&Pin>> {
-    let mut out: Vec<(Vec<u32>, Vec<&Pin>)> = Vec::new();
+pub fn units<'p, 'a>(pins: &'p [Pin<'a>]) -> Vec<Vec<&'p Pin<'a>>> {
+    let mut out: Vec<(Vec<u32>, Vec<&Pin<'a>>)> = Vec::new();
     for pin in pins {
         if pin.kind != PinKind::Swap {
             out.push((Vec::new(), vec![pin]));

@@ -297,7 +297,7 @@ impl Scheduler {
     }
 
     /// Plans one interval. Call once per snapshot, in time order.
-    pub fn plan(&mut self, snap: &Snapshot) -> Plan {
+    pub fn plan<'a>(&mut self, snap: &'a Snapshot) -> Plan<'a> {
         let threshold = self.cfg.threshold;
         let pcpus = self.usable_pcpus(snap);
         let measured = self.usage.measure(snap, &self.cfg);
@@ -379,8 +379,8 @@ impl Scheduler {
                 continue;
             }
             plan.pins.push(Pin {
-                domain: s.domain.clone(),
-                name: s.name.clone(),
+                domain: &s.domain,
+                name: &s.name,
                 vcpu: s.vcpu,
                 pcpu: pcpus[to],
                 from: m.pin,

@@ -49,7 +49,11 @@ pub(super) fn place(
         load: vec![0.0; np],
         count: vec![0; np],
     };
-    let mut todo: Vec<usize> = Vec::new();
+    // Known usage first, by weight (largest first, then index); the others
+    // in index order. Sorted as (weight, index) pairs: one sequential pass
+    // instead of looking the weights up at every comparison.
+    let mut known_todo: Vec<(f64, usize)> = Vec::new();
+    let mut blind: Vec<usize> = Vec::new();
     for (i, c) in cur.iter().enumerate() {
         match *c {
             Some(p) => {
@@ -57,16 +61,17 @@ pub(super) fn place(
                 l.load[p] += weight[i];
                 l.count[p] += 1;
             }
-            None => todo.push(i),
+            None if known[i] => known_todo.push((weight[i], i)),
+            None => blind.push(i),
         }
     }
-    todo.sort_unstable_by(|&a, &b| {
-        (known[b], weight[b])
-            .partial_cmp(&(known[a], weight[a]))
-            .unwrap_or(Ordering::Equal)
-            .then(a.cmp(&b))
-    });
-    let split = todo.partition_point(|&i| known[i]);
+    known_todo.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let split = known_todo.len();
+    let todo: Vec<usize> = known_todo
+        .into_iter()
+        .map(|(_, i)| i)
+        .chain(blind)
+        .collect();
     for (phase, by_load) in [(&todo[..split], true), (&todo[split..], false)] {
         let key = |l: &Layout, p: usize| {
             let (load, count) = (Key(l.load[p]), l.count[p]);

@@ -15,12 +15,13 @@ pub enum PinKind {
 }
 
 /// One pin to apply: set the affinity of `domain`'s `vcpu` to `{pcpu}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pin {
+/// It borrows the strings of the snapshot it was planned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin<'a> {
     /// Domain UUID.
-    pub domain: String,
+    pub domain: &'a str,
     /// Domain name, for display.
-    pub name: String,
+    pub name: &'a str,
     /// vCPU number.
     pub vcpu: u32,
     /// Target pCPU.
@@ -31,7 +32,7 @@ pub struct Pin {
     pub kind: PinKind,
 }
 
-impl fmt::Display for Pin {
+impl fmt::Display for Pin<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             PinKind::Placement => "place",
@@ -128,9 +129,9 @@ impl fmt::Display for Decision {
 
 /// The result of one interval: pins to apply and the figures behind them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// Pins that change an affinity, sorted by (domain, vCPU).
-    pub pins: Vec<Pin>,
+    pub pins: Vec<Pin<'a>>,
     /// Load per usable pCPU before the plan (an unpinned vCPU counts on the
     /// pCPU it ran on, if usable), in pCPU order.
     pub loads_before: Vec<(u32, f64)>,
@@ -150,7 +151,7 @@ pub struct Plan {
     pub decision: Decision,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// Number of pin calls the plan needs.
     pub fn pin_changes(&self) -> usize {
         self.pins.len()
@@ -178,7 +179,7 @@ fn write_loads(f: &mut fmt::Formatter<'_>, loads: &[(u32, f64)]) -> fmt::Result 
     }
 }
 
-impl fmt::Display for Plan {
+impl fmt::Display for Plan<'_> {
     /// One line: `loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0
     /// (thr 5.0, aim 2.5) | rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

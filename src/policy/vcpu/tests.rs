@@ -32,11 +32,12 @@ fn snap_at(t: u64, pcpus: &[u32], specs: &[Spec<'_>]) -> Snapshot {
 
 /// Two intervals one second apart with constant usage and unchanged
 /// affinities; returns the scheduler and the second plan.
-fn measured_plan(cfg: VcpuConfig, pcpus: &[u32], specs: &[Spec<'_>]) -> (Scheduler, Plan) {
+fn measured_plan(cfg: VcpuConfig, pcpus: &[u32], specs: &[Spec<'_>]) -> (Scheduler, Plan<'static>) {
     let mut s = Scheduler::new(cfg);
-    let first = s.plan(&snap_at(0, pcpus, specs));
+    let snap = snap_at(0, pcpus, specs);
+    let first = s.plan(&snap);
     assert!(matches!(first.decision, Decision::Warmup | Decision::Idle));
-    let p = s.plan(&snap_at(1, pcpus, specs));
+    let p = s.plan(leak(snap_at(1, pcpus, specs)));
     (s, p)
 }
 
@@ -47,16 +48,24 @@ fn load_of(p: &Plan, cpu: u32) -> f64 {
         .map_or(f64::NAN, |l| l.1)
 }
 
-/// Applies pins to samples (what the adapter does).
-fn apply(snap: &mut Snapshot, plan: &Plan) {
+/// `snap` with the plan's pins applied (what the adapter does).
+fn applied(snap: &Snapshot, plan: &Plan<'_>) -> Snapshot {
+    let mut next = snap.clone();
     for pin in &plan.pins {
-        for s in snap.vcpus.iter_mut() {
+        for s in next.vcpus.iter_mut() {
             if s.domain == pin.domain && s.vcpu == pin.vcpu {
                 s.affinity = vec![pin.pcpu];
                 s.running_on = Some(pin.pcpu);
             }
         }
     }
+    next
+}
+
+/// A snapshot that lives as long as the test, for helpers that return
+/// the plans made on it (a plan's pins borrow their snapshot's strings).
+fn leak(snap: Snapshot) -> &'static Snapshot {
+    Box::leak(Box::new(snap))
 }
 
 #[test]
@@ -194,7 +203,8 @@ fn unpinned_vcpus_are_hard_pinned_in_warmup_by_count() {
     let all: &[u32] = &[0, 1, 2, 3];
     let specs: Vec<Spec<'_>> = (0..6).map(|v| ("g", v, 50.0, all)).collect();
     let mut s = Scheduler::new(VcpuConfig::default());
-    let p = s.plan(&snap_at(0, all, &specs));
+    let snap = snap_at(0, all, &specs);
+    let p = s.plan(&snap);
     assert_eq!(p.decision, Decision::Warmup);
     assert_eq!(p.placed, 6);
     assert_eq!(p.pins.len(), 6);
@@ -234,7 +244,7 @@ fn vcpu_on_offline_pcpu_is_replaced() {
     let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
     assert_eq!(p.pins.len(), 1, "{p}");
     let pin = &p.pins[0];
-    assert_eq!((pin.name.as_str(), pin.pcpu, pin.from), ("b", 1, Some(2)));
+    assert_eq!((pin.name, pin.pcpu, pin.from), ("b", 1, Some(2)));
     assert_eq!(pin.kind, PinKind::Placement);
     assert_eq!(p.loads_after, vec![(0, 40.0), (1, 50.0)]);
     // Before: b's load is not attributed to a usable pCPU.
@@ -250,7 +260,8 @@ fn cpus_option_restricts_pcpus() {
     let all: &[u32] = &[0, 1, 2, 3];
     let specs: Vec<Spec<'_>> = (0..4).map(|v| ("g", v, 10.0, &[0u32][..])).collect();
     let mut s = Scheduler::new(cfg);
-    let p = s.plan(&snap_at(0, all, &specs));
+    let snap = snap_at(0, all, &specs);
+    let p = s.plan(&snap);
     assert_eq!(
         p.loads_after.iter().map(|l| l.0).collect::<Vec<_>>(),
         vec![1, 2]
@@ -267,15 +278,16 @@ fn no_usable_pcpu_means_no_pin() {
     };
     let specs: [Spec<'_>; 1] = [("a", 0, 10.0, &[0, 1])];
     let mut s = Scheduler::new(cfg);
-    let p = s.plan(&snap_at(0, &[0, 1], &specs));
+    let snap = snap_at(0, &[0, 1], &specs);
+    let p = s.plan(&snap);
     assert_eq!(p.decision, Decision::NoUsablePcpus);
     assert!(p.pins.is_empty());
-    let p = Scheduler::new(VcpuConfig::default()).plan(&Snapshot::default());
+    let p = Scheduler::new(VcpuConfig::default()).plan(leak(Snapshot::default()));
     assert_eq!(p.decision, Decision::NoUsablePcpus);
-    let p = Scheduler::new(VcpuConfig::default()).plan(&Snapshot {
+    let p = Scheduler::new(VcpuConfig::default()).plan(leak(Snapshot {
         pcpus: vec![0, 1],
         ..Snapshot::default()
-    });
+    }));
     assert_eq!(p.decision, Decision::Idle);
     assert_eq!(p.loads_after, vec![(0, 0.0), (1, 0.0)]);
 }
@@ -287,11 +299,13 @@ fn first_interval_moves_nothing_already_pinned() {
         .map(|d| (*d, 0, 25.0, &[0u32][..]))
         .collect();
     let mut s = Scheduler::new(VcpuConfig::default());
-    let p = s.plan(&snap_at(0, &[0, 1], &specs));
+    let snap = snap_at(0, &[0, 1], &specs);
+    let p = s.plan(&snap);
     assert_eq!(p.decision, Decision::Warmup);
     assert!(p.pins.is_empty());
     assert_eq!(s.usage("uuid-a", 0), None);
-    let p = s.plan(&snap_at(1, &[0, 1], &specs));
+    let snap = snap_at(1, &[0, 1], &specs);
+    let p = s.plan(&snap);
     assert_eq!(p.pins.len(), 2);
     assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 25.0).abs() < 1e-9);
 }
@@ -305,7 +319,8 @@ fn vanished_domain_is_forgotten_and_new_one_starts_fresh() {
     assert!(s.usage("uuid-b", 0).is_some());
     // b vanishes, c appears.
     let specs2: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("c", 0, 50.0, &[0])];
-    let p = s.plan(&snap_at(2, &[0, 1], &specs2));
+    let snap = snap_at(2, &[0, 1], &specs2);
+    let p = s.plan(&snap);
     assert_eq!(s.usage("uuid-b", 0), None);
     assert_eq!(s.usage("uuid-c", 0), None);
     // a is known, c (unknown usage, counted as 0) is left alone.
@@ -357,11 +372,11 @@ fn smoothing_damps_noise_and_adopts_jumps() {
     let mut step = |s: &mut Scheduler, u: f64| {
         t += SEC;
         ns += (u * 1e7) as u64;
-        s.plan(&Snapshot {
+        s.plan(leak(Snapshot {
             monotonic_ns: t,
             pcpus: vec![0],
             vcpus: vec![sample("a", 0, ns, &[0])],
-        });
+        }));
         s.usage("uuid-a", 0).unwrap_or(f64::NAN)
     };
     step(&mut s, 0.0);
@@ -383,11 +398,11 @@ fn noise_does_not_cause_repins() {
             *c += ((50.0 + sign * n) * 1e7) as u64;
             vcpus.push(sample(&format!("g{i}"), 0, *c, &[(i / 2) as u32]));
         }
-        let p = s.plan(&Snapshot {
+        let p = s.plan(leak(Snapshot {
             monotonic_ns: (k as u64 + 1) * SEC,
             pcpus: vec![0, 1],
             vcpus,
-        });
+        }));
         assert!(p.pins.is_empty(), "interval {k}: {p}");
     }
 }
@@ -411,11 +426,11 @@ fn a_small_imbalance_must_persist_before_anything_moves() {
             *c += (u * 1e7) as u64;
             vcpus.push(sample(&format!("g{i}"), 0, *c, &[pcpu]));
         }
-        s.plan(&Snapshot {
+        s.plan(leak(Snapshot {
             monotonic_ns: (k + 1) * SEC,
             pcpus: vec![0, 1],
             vcpus,
-        })
+        }))
     };
     assert_eq!(plan_with(0, 0.0, &mut s).decision, Decision::Warmup);
     assert_eq!(plan_with(1, 0.0, &mut s).decision, Decision::Balanced);
@@ -546,7 +561,8 @@ fn set_config_keeps_history() {
         ..VcpuConfig::default()
     });
     assert_eq!(s.config().max_moves, 1);
-    let p = s.plan(&snap_at(2, &[0, 1], &specs));
+    let snap = snap_at(2, &[0, 1], &specs);
+    let p = s.plan(&snap);
     assert_eq!(p.pins.len(), 1, "no new warm-up: {p}");
 }
 
@@ -679,7 +695,7 @@ impl Sim {
         }
     }
 
-    fn apply(&mut self, plan: &Plan) {
+    fn apply(&mut self, plan: &Plan<'_>) {
         for pin in &plan.pins {
             for (s, _) in self.vcpus.iter_mut() {
                 if s.domain == pin.domain && s.vcpu == pin.vcpu {
@@ -704,7 +720,8 @@ impl Sim {
     fn run(&mut self, sched: &mut Scheduler, n: usize) -> Vec<(usize, f64)> {
         let mut out = Vec::new();
         for _ in 0..n {
-            let plan = sched.plan(&self.snapshot());
+            let snap = self.snapshot();
+            let plan = sched.plan(&snap);
             self.apply(&plan);
             self.advance();
             out.push((plan.pins.len(), self.measured_sd()));
@@ -925,17 +942,17 @@ proptest! {
         let mut s = Scheduler::new(cfg);
 
         // Interval 0: warm-up; everything gets hard-pinned.
-        let mut snap = snap_of(0, &pcpus, &specs);
+        let snap = snap_of(0, &pcpus, &specs);
         let p0 = s.plan(&snap);
         prop_assert_eq!(p0.decision, Decision::Warmup);
-        apply(&mut snap, &p0);
+        let snap = applied(&snap, &p0);
         prop_assert!(hard_pinned(&snap));
         for (sp, v) in specs.iter_mut().zip(&snap.vcpus) {
             sp.2 = v.affinity.clone();
         }
 
         // Interval 1: usage known.
-        let mut snap = snap_of(1, &pcpus, &specs);
+        let snap = snap_of(1, &pcpus, &specs);
         let p1 = s.plan(&snap);
         prop_assert!(p1.stddev_after <= p1.stddev_before + 1e-9, "{}", p1);
         let usage: Vec<f64> = specs.iter().map(|x| x.1).collect();
@@ -948,14 +965,15 @@ proptest! {
         if p1.stddev_before <= DEFAULT_THRESHOLD {
             prop_assert!(p1.pins.is_empty());
         }
-        apply(&mut snap, &p1);
+        let snap = applied(&snap, &p1);
         prop_assert!(hard_pinned(&snap));
         for (sp, v) in specs.iter_mut().zip(&snap.vcpus) {
             sp.2 = v.affinity.clone();
         }
 
         // Interval 2: unchanged loads → no move.
-        let p2 = s.plan(&snap_of(2, &pcpus, &specs));
+        let snap = snap_of(2, &pcpus, &specs);
+        let p2 = s.plan(&snap);
         prop_assert!(p2.pins.is_empty(), "{}", p2);
         prop_assert!((p2.stddev_before - p1.stddev_after).abs() < 1e-6);
     }
@@ -966,9 +984,9 @@ proptest! {
         let (pcpus, specs) = specs_of(np, &raw);
         let mut s = Scheduler::new(VcpuConfig::default());
         s.plan(&snap_of(0, &pcpus, &specs));
-        let mut snap = snap_of(1, &pcpus, &specs);
+        let snap = snap_of(1, &pcpus, &specs);
         let p = s.plan(&snap);
-        apply(&mut snap, &p);
+        let snap = applied(&snap, &p);
         prop_assert!(hard_pinned(&snap));
         let all_pinned_before = specs.iter().all(|x| x.2.len() == 1 && pcpus.contains(&x.2[0]));
         if all_pinned_before {
@@ -978,7 +996,8 @@ proptest! {
         // Same input, fresh scheduler → same plan.
         let mut s2 = Scheduler::new(VcpuConfig::default());
         s2.plan(&snap_of(0, &pcpus, &specs));
-        prop_assert_eq!(s2.plan(&snap_of(1, &pcpus, &specs)), p);
+        let again = snap_of(1, &pcpus, &specs);
+        prop_assert_eq!(s2.plan(&again), p);
     }
 
     #[test]
@@ -1251,18 +1270,18 @@ struct TwoPairs {
 
 impl TwoPairs {
     /// Interval `k`'s plan after a second at 50 ± `dev`.
-    fn plan(&mut self, s: &mut Scheduler, k: u64, dev: f64) -> Plan {
+    fn plan(&mut self, s: &mut Scheduler, k: u64, dev: f64) -> Plan<'static> {
         let mut vcpus = Vec::new();
         for (i, c) in self.cum.iter_mut().enumerate() {
             let u = if i < 2 { 50.0 + dev } else { 50.0 - dev };
             *c += (u * 1e7) as u64;
             vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
         }
-        s.plan(&Snapshot {
+        s.plan(leak(Snapshot {
             monotonic_ns: (k + 1) * SEC,
             pcpus: vec![0, 1],
             vcpus,
-        })
+        }))
     }
 }
 
@@ -1353,11 +1372,11 @@ fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
                 sample("a", v as u32, cum[v], &[(v / 2) as u32])
             })
             .collect();
-        let pl = s.plan(&Snapshot {
+        let pl = s.plan(leak(Snapshot {
             monotonic_ns: (k + 1) * SEC,
             pcpus: vec![0, 1],
             vcpus,
-        });
+        }));
         last = Some(pl);
     }
     let p = last.expect("planned");
@@ -1439,7 +1458,7 @@ fn pcpus_of(vcpus: &[(f64, u32)]) -> Vec<u32> {
 
 /// One-vCPU domains at `usage`, pinned as given; the plan on the second
 /// snapshot.
-fn plan_pinned(cfg: VcpuConfig, vcpus: &[(f64, u32)]) -> (Plan, Vec<u32>) {
+fn plan_pinned(cfg: VcpuConfig, vcpus: &[(f64, u32)]) -> (Plan<'static>, Vec<u32>) {
     let pcpus = pcpus_of(vcpus);
     let specs: Vec<OwnedSpec> = vcpus
         .iter()
@@ -1448,7 +1467,7 @@ fn plan_pinned(cfg: VcpuConfig, vcpus: &[(f64, u32)]) -> (Plan, Vec<u32>) {
         .collect();
     let mut s = Scheduler::new(cfg);
     s.plan(&snap_of(0, &pcpus, &specs));
-    (s.plan(&snap_of(1, &pcpus, &specs)), pcpus)
+    (s.plan(leak(snap_of(1, &pcpus, &specs))), pcpus)
 }
 
 fn sd_of(vcpus: &[(f64, u32)], np: usize) -> f64 {
@@ -1574,7 +1593,7 @@ proptest! {
                     sample(&format!("d{i}"), 0, cum[i], &[p])
                 })
                 .collect();
-            let p = s.plan(&Snapshot { monotonic_ns: (k + 1) * SEC, pcpus: pcpus.clone(), vcpus: samples });
+            let p = s.plan(leak(Snapshot { monotonic_ns: (k + 1) * SEC, pcpus: pcpus.clone(), vcpus: samples }));
             prop_assert!(p.pins.is_empty(), "interval {}: {}", k, p);
         }
     }
@@ -1603,7 +1622,8 @@ proptest! {
         let mut sum = vec![0.0; np];
         let (mut pins_after, mut planned, mut log) = (0, f64::NAN, Vec::new());
         for k in 0..40 {
-            let plan = s.plan(&sim.snapshot());
+            let snap = sim.snapshot();
+            let plan = s.plan(&snap);
             planned = plan.stddev_after;
             log.push((plan.pins.len(), plan.decision, plan.stddev_before));
             sim.apply(&plan);

@@ -69,14 +69,15 @@ impl Balancer<'_> {
         let moved: Vec<usize> = (0..self.loc.len())
             .filter(|&v| matches!(self.cur[v], Some(s) if s != self.loc[v]))
             .collect();
+        // The loads' sum of squares and mean, until a replacement changes them.
+        let stats = |load: &[f64]| (sum_sq(load), load.iter().sum::<f64>() / np as f64);
+        let (mut ss, mut mean) = stats(self.load);
         for v in moved {
             let (Some(s), t) = (self.cur[v], self.loc[v]) else {
                 continue;
             };
-            let ss = sum_sq(self.load);
             // Within the aim: stay there. Short of it: no worse.
             let limit = if ss <= reach { reach } else { ss + EPS };
-            let mean = self.load.iter().sum::<f64>() / np as f64;
             let sq = |x: f64| (x - mean) * (x - mean);
             let (ls, lt, wv) = (self.load[s], self.load[t], self.weight[v]);
             // Pairs v makes by going back to s, less those it leaves at t.
@@ -109,6 +110,7 @@ impl Balancer<'_> {
                 self.relocate(u, s, t);
                 kind[u] = kind[v].take();
                 any = true;
+                (ss, mean) = stats(self.load);
             }
         }
         any
