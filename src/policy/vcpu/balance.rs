@@ -143,6 +143,11 @@ fn busier(load: &[f64], a: usize, b: usize) -> Ordering {
     load[b].total_cmp(&load[a]).then(a.cmp(&b))
 }
 
+/// How much moving `x` across a gap `g` lowers the loads' sum of squares.
+fn gain(g: f64, x: f64) -> f64 {
+    2.0 * x * (g - x)
+}
+
 /// How much moving `x` across a gap `g` narrows it.
 fn narrowing(g: f64, x: f64) -> f64 {
     g - (g - 2.0 * x).abs()
@@ -267,7 +272,7 @@ impl<'a> Balancer<'a> {
         self.qualifies(g, x).then_some(Candidate {
             action,
             settles: off(ls) + off(lt) - off(ls - x) - off(lt + x),
-            gain: 2.0 * x * (g - x),
+            gain: gain(g, x),
             cost,
         })
     }
@@ -301,14 +306,17 @@ impl<'a> Balancer<'a> {
         }
     }
 
-    /// Best swap of a vCPU on `s` with a lighter one on `t`.
+    /// Best swap of a vCPU on `s` with a lighter one on `t`: the one that
+    /// shifts a weight nearest half the gap, which gains most (the first
+    /// of equal gains).
     fn best_swap(&self, s: usize, t: usize) -> Option<Candidate> {
         let g = self.load[s] - self.load[t];
         let (ms, mt) = (&self.members[s], &self.members[t]);
         if g <= 0.0 || ms.is_empty() || mt.is_empty() {
             return None;
         }
-        let mut best: Option<Candidate> = None;
+        // (gain, a, b, weight shifted) of the best so far.
+        let mut best: Option<(f64, usize, usize, f64)> = None;
         let mut j = 0;
         for &(ua, a) in ms {
             let target = ua - g / 2.0;
@@ -317,13 +325,15 @@ impl<'a> Balancer<'a> {
             }
             for k in [j.checked_sub(1), Some(j)].into_iter().flatten() {
                 let Some(&(ub, b)) = mt.get(k) else { continue };
-                let c = self.shift(g, ua - ub, Action::Swap { a, s, b, t }, 2);
-                if let Some(c) = c.filter(|c| best.map_or(true, |b| c.gain > b.gain)) {
-                    best = Some(c);
+                let x = ua - ub;
+                let gx = gain(g, x);
+                if self.qualifies(g, x) && best.map_or(true, |(bg, ..)| gx > bg) {
+                    best = Some((gx, a, b, x));
                 }
             }
         }
-        best
+        let (_, a, b, x) = best?;
+        self.shift(g, x, Action::Swap { a, s, b, t }, 2)
     }
 
     /// Best exact repartition of the vCPUs of `s` and `t`, offered to `best`.

@@ -302,7 +302,20 @@ impl Scheduler {
         let pcpus = self.usable_pcpus(snap);
         let measured = self.usage.measure(snap, &self.cfg);
         let np = pcpus.len();
-        let idx_of = |cpu: u32| pcpus.binary_search(&cpu).ok();
+        // pCPU id -> index into `pcpus`: by table when the ids are dense
+        // enough (as a host's are), else by binary search.
+        let top = pcpus.last().map_or(0, |&c| c as usize + 1);
+        let mut table = Vec::new();
+        if top <= 4 * pcpus.len() + 1024 {
+            table = vec![None; top];
+            for (i, &c) in pcpus.iter().enumerate() {
+                table[c as usize] = Some(i);
+            }
+        }
+        let idx_of = |cpu: u32| match table.is_empty() {
+            false => table.get(cpu as usize).copied().flatten(),
+            true => pcpus.binary_search(&cpu).ok(),
+        };
         let weight: Vec<f64> = measured.iter().map(|m| m.weight).collect();
         let known: Vec<bool> = measured.iter().map(|m| m.usage.is_some()).collect();
         let guest: Vec<usize> = measured.iter().map(|m| m.guest).collect();
