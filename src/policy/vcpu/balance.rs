@@ -269,7 +269,7 @@ impl<'a> Balancer<'a> {
         };
         let off = |load: f64| i32::from((load - self.mean).abs() > self.aim + EPS);
         let (ls, lt) = (self.load[s], self.load[t]);
-        self.qualifies(g, x).then_some(Candidate {
+        self.qualifies(g, x).then(|| Candidate {
             action,
             settles: off(ls) + off(lt) - off(ls - x) - off(lt + x),
             gain: gain(g, x),

@@ -29,13 +29,16 @@
 //!
 //! A multi-vCPU guest whose split has been seen at most once may float or
 //! not: one reading cannot tell a guest busy on vCPU 0 only from one whose
-//! threads happened to be there. Each of its vCPUs is planned halfway
-//! between what that reading shows and an equal part. A guest busy on
-//! vCPU 0 only is then not stacked with
-//! another one, and a floating guest's first plan does not move 3 of its
-//! vCPUs because one reading put most of its load on them: on real guests
-//! such a 3 + 1 split was chased by corrections for several intervals,
-//! while a 2 + 2 split of each busy guest held.
+//! threads happened to be there. A vCPU of such a guest that must be
+//! placed (not hard-pinned to one pCPU) is planned halfway between what
+//! that reading shows and an equal part, so a guest busy on vCPU 0 only
+//! is not stacked with another one. A vCPU already pinned is planned at
+//! an equal part: which of them move must not hang on one short reading.
+//! On real guests, halfway weights let one reading make a plan of 3 moves
+//! cheapest (2 vCPUs of one busy guest, 1 of the other); that left a pCPU
+//! with more of one guest's demand, and 3 more pins followed a few
+//! intervals later. At equal parts the first plan moves 2 + 2 of each
+//! busy guest, the split that held on real guests.
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -323,7 +326,12 @@ impl GuestHistory {
                 (None, ..) => 0.0,
                 (Some(_), Some(sum), Some(share)) => demand * share / sum,
                 (Some(_), ..) if self.floating => part,
-                (Some(u), ..) if unsure => (u + part) / 2.0,
+                // Seen once and to be placed: halfway, so that a guest busy
+                // on vCPU 0 only is not stacked with another.
+                (Some(u), ..) if unsure && h.pin.is_none() => (u + part) / 2.0,
+                // Seen once and pinned: which of its vCPUs carry the load
+                // is not known yet, so which move does not depend on it.
+                (Some(_), ..) if unsure => part,
                 (Some(u), ..) => u,
             };
         }
