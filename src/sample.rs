@@ -360,7 +360,7 @@ pub fn read_host_cpus(conn: &Connection) -> Result<NodeCpuMap> {
 }
 
 /// The vCPU policy's input: every vCPU of `doms` with its cumulative time,
-/// affinity and current pCPU, keyed by domain UUID.
+/// affinity and current pCPU, keyed by domain UUID and in UUID order.
 ///
 /// Its timestamp is when the times were read ([`DomainRead::vcpu_times_ns`]):
 /// on the bulk path that is the one instant the bulk call returned, so the
@@ -369,8 +369,12 @@ pub fn read_host_cpus(conn: &Connection) -> Result<NodeCpuMap> {
 /// without `vcpu.<n>.time`), it is the latest of those reads, i.e. after
 /// the last round trip; with no vCPU at all, now.
 pub fn vcpu_snapshot(doms: &[DomainRead<'_>], pcpus: Vec<u32>) -> Snapshot {
-    let vcpus = doms
-        .iter()
+    // In UUID order, the planner's own: it then merges the snapshot with
+    // its history without sorting the vCPUs.
+    let mut by_uuid: Vec<&DomainRead<'_>> = doms.iter().collect();
+    by_uuid.sort_by(|a, b| a.domain.uuid().cmp(b.domain.uuid()));
+    let vcpus = by_uuid
+        .into_iter()
         .flat_map(|d| {
             d.vcpus.iter().map(move |v| VcpuSample {
                 domain: d.domain.uuid().to_string(),

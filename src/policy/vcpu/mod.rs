@@ -55,11 +55,16 @@
 //! makes no move (unless the previous plan hit `max_moves`).
 //!
 //! Cost: sorting the vCPUs, `O(n log n)` (skipped when the snapshot is in
-//! order), then per balancing step `O(P)` to find the busiest and idlest
-//! pCPUs plus `O(log k)` per tier-1 move candidate (32 of them) and `O(k)`
-//! per swap (P pCPUs, k vCPUs per pCPU), at most `max_moves` steps; the
-//! exact pair repartition and the exhaustive search are bounded by
-//! constants. `benches/vcpu_plan.rs` times it up to 100,000 vCPUs.
+//! order, as the adapter's is), and one merge of the snapshot's domains
+//! with the usage history, which is kept sorted the same way (no hashing;
+//! a guest whose vCPUs are unchanged is updated in place). Balancing keeps
+//! the pCPUs ordered by load, so each step reads the busiest and idlest
+//! off the ends and costs `O(log k)` per tier-1 move candidate (32 of
+//! them) and `O(k)` per swap (k vCPUs per pCPU), plus `O(P)` for the sum
+//! of squares, for at most `max_moves` steps; the exact pair
+//! repartition and the exhaustive search are bounded by constants. The
+//! pins borrow the snapshot's strings. `benches/vcpu_plan.rs` times it up
+//! to 100,000 vCPUs.
 //!
 //! Limits: the additive model ignores contention. On a saturated pCPU the
 //! measured usage is a lower bound of the demand, so after a move the

@@ -1,0 +1,359 @@
+//! Guests as two levels, demand and split: floating threads, the first
+//! reading, the presample, the usage history, and the reading gate.
+use super::sim::Sim;
+use super::*;
+
+/// Two guests of 4 vCPUs, 2 on each of 2 pCPUs, whose 40-point totals
+/// are split anew every interval; returns the pins per interval.
+fn floating_pair_pins(spread: f64, intervals: usize) -> Vec<usize> {
+    let mut specs: Vec<Spec<'_>> = Vec::new();
+    for g in ["a", "b"] {
+        for v in 0..4u32 {
+            specs.push((g, v, 10.0, if v < 2 { &[0u32][..] } else { &[1u32][..] }));
+        }
+    }
+    let mut sim = Sim::new(&[0, 1], &specs);
+    sim.float("a", 40.0, spread);
+    sim.float("b", 40.0, spread);
+    sim.advance();
+    let mut s = Scheduler::new(VcpuConfig::default());
+    sim.run(&mut s, intervals).iter().map(|r| r.0).collect()
+}
+
+#[test]
+fn floating_load_inside_a_guest_makes_no_pin_change() {
+    // Spread 0.9: one vCPU's part swings between ~1 and ~19 points, so a
+    // pCPU's per-vCPU sum swings by ~15 (what the guest kernel does).
+    let pins = floating_pair_pins(0.9, 30);
+    // The first plan follows one reading's split halfway; once the guests
+    // are seen to float (second split), at most one correction, then
+    // nothing.
+    assert!(pins[..4].iter().sum::<usize>() <= 2, "{pins:?}");
+    assert!(pins[4..].iter().all(|&p| p == 0), "{pins:?}");
+}
+
+#[test]
+fn a_guest_whose_threads_stay_put_is_planned_per_vcpu() {
+    // Busy on vCPU 0 only, every interval: it does not float.
+    let specs: Vec<Spec<'_>> = (0..4)
+        .map(|v| ("g", v, if v == 0 { 80.0 } else { 0.0 }, &[0u32][..]))
+        .collect();
+    let mut s = Scheduler::new(VcpuConfig::default());
+    for t in 0..4 {
+        s.plan(&snap_at(t, &[0, 1], &specs));
+    }
+    assert_eq!(s.floating("uuid-g"), Some(false));
+    assert!((s.demand("uuid-g").unwrap_or(0.0) - 80.0).abs() < 1e-6);
+    // A guest of the same demand whose threads move floats.
+    let mut sim = Sim::new(&[0, 1], &specs);
+    sim.float("g", 80.0, 0.9);
+    let mut s = Scheduler::new(VcpuConfig::default());
+    sim.run(&mut s, 8);
+    assert_eq!(s.floating("uuid-g"), Some(true));
+}
+
+#[test]
+fn presample_lets_the_first_plan_place_by_usage() {
+    // Two guests busy on vCPU 0 only, unpinned. Placed by count (no
+    // usage), both busy vCPUs land on pCPU0.
+    let all: &[u32] = &[0, 1];
+    let specs: Vec<Spec<'_>> = ["a", "b"]
+        .iter()
+        .flat_map(|&g| (0..2).map(move |v| (g, v, if v == 0 { 100.0 } else { 0.0 }, all)))
+        .collect();
+    let busy_on = |p: &Plan| -> Vec<u32> {
+        let mut v: Vec<u32> = p
+            .pins
+            .iter()
+            .filter(|x| x.vcpu == 0)
+            .map(|x| x.pcpu)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut blind = Scheduler::new(VcpuConfig::default());
+    let snap0 = snap_at(10, all, &specs);
+    assert!(blind.wants_presample(&snap0));
+    let p = blind.plan(&snap0);
+    assert_eq!(p.decision, Decision::Warmup);
+    assert_eq!(busy_on(&p), [0, 0], "{p}");
+    // The contract: observe, take a second snapshot shortly after, plan.
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.observe(&snap0);
+    assert_eq!(s.usage("uuid-a", 0), None);
+    let mut snap1 = snap_at(10, all, &specs);
+    snap1.monotonic_ns += SEC / 2;
+    for v in &mut snap1.vcpus {
+        if v.vcpu == 0 {
+            v.cpu_time_ns += SEC / 2;
+        }
+    }
+    assert!(!s.wants_presample(&snap1));
+    let p = s.plan(&snap1);
+    assert_ne!(p.decision, Decision::Warmup, "{p}");
+    assert_eq!(busy_on(&p), [0, 1], "{p}");
+    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 100.0).abs() < 1e-6);
+}
+
+#[test]
+fn observe_leaves_known_vcpus_alone() {
+    let specs: [Spec<'_>; 1] = [("a", 0, 50.0, &[0])];
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&snap_at(0, &[0], &specs));
+    // A new guest appears: a presample is wanted, a's reading is kept, so
+    // its next usage spans the whole interval.
+    let both: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("b", 0, 30.0, &[0])];
+    let mid = snap_at(1, &[0], &both);
+    assert!(s.wants_presample(&mid));
+    s.observe(&mid);
+    assert!(!s.wants_presample(&mid));
+    s.plan(&snap_at(2, &[0], &both));
+    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 50.0).abs() < 1e-6);
+    assert!(s.usage("uuid-b", 0).is_some());
+    // A counter that went backwards (restart) wants one again.
+    let mut restarted = snap_at(3, &[0], &both);
+    restarted.vcpus[0].cpu_time_ns = 0;
+    assert!(s.wants_presample(&restarted));
+}
+
+#[test]
+fn the_history_follows_guests_that_come_and_go_in_any_order() {
+    // The history is kept sorted by domain and merged with the snapshot's:
+    // guests observed or planned before, after and between the known ones,
+    // in a snapshot out of order, each keep their own reading.
+    let at = |t: u64, specs: &[Spec<'_>]| {
+        let mut snap = snap_at(t, &[0, 1], specs);
+        snap.vcpus.reverse();
+        snap
+    };
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&at(0, &[("b", 0, 20.0, &[0]), ("d", 0, 40.0, &[1])]));
+    let four: [Spec<'_>; 5] = [
+        ("a", 0, 10.0, &[0]),
+        ("b", 0, 20.0, &[0]),
+        ("c", 0, 30.0, &[1]),
+        ("c", 1, 35.0, &[1]),
+        ("d", 0, 40.0, &[1]),
+    ];
+    s.observe(&at(1, &four));
+    assert!(!s.wants_presample(&at(1, &four)));
+    s.plan(&at(2, &four));
+    for (d, v, u) in [
+        ("a", 0, 10.0),
+        ("b", 0, 20.0),
+        ("c", 0, 30.0),
+        ("c", 1, 35.0),
+        ("d", 0, 40.0),
+    ] {
+        let got = s.usage(&format!("uuid-{d}"), v);
+        assert!(
+            matches!(got, Some(g) if (g - u).abs() < 1e-6),
+            "{d}/{v}: {got:?}"
+        );
+    }
+    // b vanishes, c loses a vCPU: the others keep their history.
+    s.plan(&at(
+        3,
+        &[
+            ("a", 0, 10.0, &[0]),
+            ("c", 0, 30.0, &[1]),
+            ("d", 0, 40.0, &[1]),
+        ],
+    ));
+    assert_eq!(s.usage("uuid-b", 0), None);
+    assert_eq!(s.usage("uuid-c", 1), None);
+    assert!(matches!(s.usage("uuid-d", 0), Some(g) if (g - 40.0).abs() < 1e-6));
+    assert!(matches!(s.usage("uuid-c", 0), Some(g) if (g - 30.0).abs() < 1e-6));
+}
+
+/// Four one-vCPU domains, two pinned on each of two pCPUs, at 50 ± `dev`
+/// (pCPU0's above, pCPU1's below), one second per interval.
+#[derive(Default)]
+struct TwoPairs {
+    cum: [u64; 4],
+}
+
+impl TwoPairs {
+    /// Interval `k`'s plan after a second at 50 ± `dev`.
+    fn plan(&mut self, s: &mut Scheduler, k: u64, dev: f64) -> Plan<'static> {
+        let mut vcpus = Vec::new();
+        for (i, c) in self.cum.iter_mut().enumerate() {
+            let u = if i < 2 { 50.0 + dev } else { 50.0 - dev };
+            *c += (u * 1e7) as u64;
+            vcpus.push(sample(DOMS[i], 0, *c, &[(i / 2) as u32]));
+        }
+        s.plan(leak(Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        }))
+    }
+}
+
+#[test]
+fn a_small_imbalance_waits_for_confirm_intervals() {
+    // 56 + 56 on pCPU0, 44 + 44 on pCPU1: std-dev 12 ... use 53/47: 6.
+    let cfg = VcpuConfig {
+        confirm: 3,
+        smoothing: 1.0,
+        ..VcpuConfig::default()
+    };
+    let mut s = Scheduler::new(cfg);
+    let mut pairs = TwoPairs::default();
+    pairs.plan(&mut s, 0, 0.0);
+    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    for seen in 1..3 {
+        let p = pairs.plan(&mut s, 1 + u64::from(seen), 4.0);
+        assert_eq!(p.decision, Decision::Unconfirmed { seen, needed: 3 }, "{p}");
+        assert!(p.pins.is_empty());
+    }
+    let p = pairs.plan(&mut s, 4, 4.0);
+    assert!(
+        matches!(p.decision, Decision::Rebalanced { swaps: 1, .. }),
+        "{p}"
+    );
+    assert!(p.stddev_after <= 2.5, "{p}");
+}
+
+#[test]
+fn a_guest_seen_once_is_placed_between_its_reading_and_equal_parts() {
+    // One reading of a 2-vCPU guest: 30 on vCPU 0, 0 on vCPU 1. Busy on
+    // vCPU 0 only, or floating and there by chance. To be placed (not
+    // pinned), its vCPUs count halfway to equal parts: 22.5 and 7.5.
+    let both: &[u32] = &[0, 1];
+    let specs: Vec<Spec<'_>> = vec![("a", 0, 30.0, both), ("a", 1, 0.0, both)];
+    let (s, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    assert_eq!(s.floating("uuid-a"), Some(false));
+    let mut after: Vec<f64> = p.loads_after.iter().map(|l| l.1).collect();
+    after.sort_by(f64::total_cmp);
+    assert!(
+        (after[0] - 7.5).abs() < 1e-6 && (after[1] - 22.5).abs() < 1e-6,
+        "{p}"
+    );
+    // Already pinned (vCPU 0 on pCPU0, vCPU 1 on pCPU1), they count as
+    // equal parts: which of them moves must not hang on one reading.
+    let specs: Vec<Spec<'_>> = vec![("a", 0, 30.0, &[0u32][..]), ("a", 1, 0.0, &[1u32][..])];
+    let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    assert!((load_of_before(&p, 0) - 15.0).abs() < 1e-6, "{p}");
+    assert!((load_of_before(&p, 1) - 15.0).abs() < 1e-6, "{p}");
+}
+
+fn load_of_before(p: &Plan, cpu: u32) -> f64 {
+    p.loads_before
+        .iter()
+        .find(|l| l.0 == cpu)
+        .map_or(f64::NAN, |l| l.1)
+}
+
+#[test]
+fn a_first_reading_does_not_move_three_vcpus_of_one_guest_alone() {
+    // Two 4-vCPU guests on pCPU0 of two. The one reading so far puts
+    // guest a's load on 3 of its vCPUs (15 + 15 + 12 + 0), guest b's on
+    // all 4: moving those 3 balances this reading exactly, but if a's
+    // threads float that leaves pCPU1 a's 3/4 and pCPU0 all of b. Neither
+    // guest may be left on one pCPU.
+    let specs: Vec<Spec<'_>> = [15.0, 15.0, 12.0, 0.0]
+        .iter()
+        .enumerate()
+        .map(|(v, &u)| ("a", v as u32, u, &[0u32][..]))
+        .chain((0..4).map(|v| ("b", v, 10.5, &[0u32][..])))
+        .collect();
+    let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    for d in ["uuid-a", "uuid-b"] {
+        let moved = p.pins.iter().filter(|pin| pin.domain == d).count();
+        assert!((1..4).contains(&moved), "{d}: {moved} of 4 moved: {p}");
+    }
+}
+
+#[test]
+fn a_first_reading_moves_half_of_each_pinned_guest() {
+    // Two 4-vCPU guests hard-pinned on pCPU0 of two (as on real guests in
+    // cpu-seed-4x4-floating): one short reading cannot tell which of a
+    // floating guest's vCPUs its threads will run on, so any 2 + 2 split of
+    // each guest is as good as another, and anything else leaves a pCPU
+    // with more of one guest's demand than the other. Halfway weights let
+    // the reading make a 3-move plan cheapest (a real run then needed 3
+    // more pins a few intervals later); equal parts make it 2 + 2 each.
+    let specs: Vec<Spec<'_>> = [30.0, 14.0, 4.0, 0.0]
+        .iter()
+        .enumerate()
+        .map(|(v, &u)| ("a", v as u32, u, &[0u32][..]))
+        .chain((0..4).map(|v| ("b", v, 12.0, &[0u32][..])))
+        .collect();
+    let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
+    for d in ["uuid-a", "uuid-b"] {
+        let moved = p.pins.iter().filter(|pin| pin.domain == d).count();
+        assert_eq!(moved, 2, "{d}: {moved} of 4 moved: {p}");
+    }
+}
+
+#[test]
+fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
+    // One 4-vCPU guest, vCPUs 0 and 1 on pCPU0, 2 and 3 on pCPU1. Its
+    // kernel moves 20 points between vCPUs 2 and 3 every interval (so it
+    // floats), but leaves vCPU 0 all but idle: pCPU0 carries 16 of its 70
+    // points. As equal parts of its demand the pCPUs look balanced (35 /
+    // 35); the planner must see the lasting skew. The plans are not
+    // applied: this is about what the planner sees.
+    let mut s = Scheduler::new(VcpuConfig::default());
+    let mut cum = [0u64; 4];
+    let mut last = None;
+    for k in 0..12u64 {
+        let split = if k % 2 == 0 {
+            [1.0, 15.0, 37.0, 17.0]
+        } else {
+            [1.0, 15.0, 17.0, 37.0]
+        };
+        let vcpus = (0..4)
+            .map(|v| {
+                cum[v] += (split[v] * 1e7) as u64;
+                sample("a", v as u32, cum[v], &[(v / 2) as u32])
+            })
+            .collect();
+        let pl = s.plan(leak(Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        }));
+        last = Some(pl);
+    }
+    let p = last.expect("planned");
+    assert_eq!(s.floating("uuid-a"), Some(true));
+    assert!(p.stddev_before > 10.0, "{p}");
+    assert!(matches!(p.decision, Decision::Rebalanced { .. }), "{p}");
+}
+
+#[test]
+fn an_imbalance_gone_from_the_reading_moves_nothing() {
+    // A jump is adopted at once (56/44), then the loads come back (52/48):
+    // the smoothed loads still say 10.4 > 8, this interval's reading says
+    // 4. Acting on the smoothed lag would swap two vCPUs that this
+    // interval shows balanced.
+    let cfg = VcpuConfig {
+        threshold: 8.0,
+        smoothing: 0.2,
+        jump: 5.0,
+        confirm: 2,
+        ..VcpuConfig::default()
+    };
+    let mut s = Scheduler::new(cfg);
+    let mut pairs = TwoPairs::default();
+    pairs.plan(&mut s, 0, 0.0);
+    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    let p = pairs.plan(&mut s, 2, 6.0);
+    assert_eq!(
+        p.decision,
+        Decision::Unconfirmed { seen: 1, needed: 2 },
+        "{p}"
+    );
+    let p = pairs.plan(&mut s, 3, 2.0);
+    assert!(p.stddev_before > 8.0, "{p}");
+    assert!(p.pins.is_empty(), "{p}");
+    assert!(
+        matches!(p.decision, Decision::NotInReading { reading } if (reading - 4.0).abs() < 0.1),
+        "{p}"
+    );
+    // The imbalance back in the reading is acted on: the count was kept.
+    let p = pairs.plan(&mut s, 4, 6.0);
+    assert!(matches!(p.decision, Decision::Rebalanced { .. }), "{p}");
+}
