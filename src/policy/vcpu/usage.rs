@@ -27,18 +27,22 @@
 //! planned at its own smoothed usage: a one-vCPU guest, and a guest whose
 //! threads stay put (pinned inside it, or busy on vCPU 0 only).
 //!
-//! A multi-vCPU guest whose split has been seen at most once may float or
-//! not: one reading cannot tell a guest busy on vCPU 0 only from one whose
-//! threads happened to be there. A vCPU of such a guest that must be
-//! placed (not hard-pinned to one pCPU) is planned halfway between what
-//! that reading shows and an equal part, so a guest busy on vCPU 0 only
-//! is not stacked with another one. A vCPU already pinned is planned at
-//! an equal part: which of them move must not hang on one short reading.
-//! On real guests, halfway weights let one reading make a plan of 3 moves
-//! cheapest (2 vCPUs of one busy guest, 1 of the other); that left a pCPU
-//! with more of one guest's demand, and 3 more pins followed a few
-//! intervals later. At equal parts the first plan moves 2 + 2 of each
-//! busy guest, the split that held on real guests.
+//! A multi-vCPU guest may float or not until a change of its split has
+//! been measured: that takes two consecutive splits with no pin change on
+//! their pCPUs between them (a split seen across the planner's own pins is
+//! its doing). Until then one reading cannot tell a guest busy on vCPU 0
+//! only from one whose threads happened to be there. A vCPU of such a
+//! guest that must be placed (not hard-pinned to one pCPU) is planned
+//! halfway between what the reading shows and an equal part, so a guest
+//! busy on vCPU 0 only is not stacked with another one. A vCPU already
+//! pinned is planned at an equal part: which of them move must not hang
+//! on a reading that may be the threads' chance placement. On real guests,
+//! halfway weights let one reading make a plan of 3 moves cheapest (2
+//! vCPUs of one busy guest, 1 of the other); that left a pCPU with more of
+//! one guest's demand, and 3 more pins followed a few intervals later. And
+//! the interval right after the first plan's pins, planned by each vCPU's
+//! own usage, chased where the threads happened to run. At equal parts
+//! the first plan moves 2 + 2 of each busy guest, the split that held.
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -145,6 +149,12 @@ struct VcpuHistory {
     share_var: Option<f64>,
     /// The single pCPU it was pinned to at that reading.
     pin: Option<u32>,
+    /// The reading was taken by [`Tracker::observe`] (a presample).
+    presampled: bool,
+    /// Its usage spans only the presample window: the next reading
+    /// replaces it instead of being blended with it, and its guest's
+    /// split is not counted.
+    short: bool,
 }
 
 /// What is kept of one guest (domain) between snapshots.
@@ -157,12 +167,11 @@ struct GuestHistory {
     /// Smoothed sum of its vCPUs' usage, once measured.
     demand: Option<f64>,
     /// Smoothed fraction of the demand that moved between its vCPUs per
-    /// interval, once two splits were seen.
+    /// interval, once two consecutive splits were seen with no change of
+    /// their pCPUs' sharing between them.
     moving: Option<f64>,
     /// Planned by the persistent shares of its demand.
     floating: bool,
-    /// Splits measured so far (counting stops at 2).
-    splits: u8,
 }
 
 /// One vCPU of a snapshot as the later steps see it.
@@ -173,6 +182,8 @@ pub(super) struct Measured<'a> {
     pub pin: Option<u32>,
     /// The pCPU its load is counted on ([`load_pcpu`]).
     pub load_on: Option<u32>,
+    /// Its usage spans only a presample window.
+    pub short: bool,
     /// Smoothed usage, `None` until two readings exist.
     pub usage: Option<f64>,
     /// The load the planner counts for it (0 without usage).
@@ -255,12 +266,13 @@ fn runs_if_sorted(order: &mut Vec<&VcpuSample>) -> Option<Vec<Range<usize>>> {
 impl GuestHistory {
     /// Updates the demand, the split and whether the guest floats from
     /// this interval's raw usages (`raws`, in vCPU order), and sets the
-    /// weights.
+    /// weights. A split over a presample window (`short`) is not counted.
     fn weigh(
         &mut self,
         raws: &[Option<f64>],
         raw_total: f64,
         reset: bool,
+        short: bool,
         cfg: &VcpuConfig,
         out: &mut [Measured<'_>],
     ) {
@@ -270,8 +282,7 @@ impl GuestHistory {
         } else if self.vcpus.iter().all(|h| h.usage.is_none()) {
             self.demand = None;
         }
-        if all_raw && raw_total >= SHARE_MIN_DEMAND {
-            self.splits = self.splits.saturating_add(1).min(2);
+        if all_raw && !short && raw_total >= SHARE_MIN_DEMAND {
             let (mut moved, mut seen) = (0.0, true);
             let equal = 1.0 / self.vcpus.len() as f64;
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
@@ -319,8 +330,9 @@ impl GuestHistory {
             .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
             .flatten()
             .filter(|&sum| sum > EPS);
-        // At most one split seen: floating or not is unknown.
-        let unsure = self.splits < 2 && self.vcpus.len() > 1;
+        // No split change measured yet (a pin change between two splits
+        // hides it): floating or not is unknown.
+        let unsure = self.moving.is_none() && self.vcpus.len() > 1;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
             m.weight = match (h.usage, sum, persistent(h)) {
                 (None, ..) => 0.0,
@@ -411,6 +423,8 @@ impl VcpuHistory {
             share: None,
             share_var: None,
             pin: single_pin(&s.affinity),
+            presampled: false,
+            short: false,
         }
     }
 }
@@ -467,20 +481,21 @@ impl Tracker {
         let mut added = Vec::new();
         for (run, at) in runs.iter().zip(at) {
             let samples = &order[run.clone()];
+            let presample = |s: &VcpuSample| VcpuHistory {
+                presampled: true,
+                ..VcpuHistory::fresh(s, snap.monotonic_ns)
+            };
             let Some(i) = at else {
                 added.push(GuestHistory {
                     key: samples[0].domain.clone(),
-                    vcpus: samples
-                        .iter()
-                        .map(|s| VcpuHistory::fresh(s, snap.monotonic_ns))
-                        .collect(),
+                    vcpus: samples.iter().map(|s| presample(s)).collect(),
                     ..GuestHistory::default()
                 });
                 continue;
             };
             let g = &mut self.guests[i];
             for s in samples {
-                let fresh = VcpuHistory::fresh(s, snap.monotonic_ns);
+                let fresh = presample(s);
                 match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
                     Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
                     Ok(j) => g.vcpus[j] = fresh,
@@ -555,10 +570,12 @@ impl Tracker {
             let reshaped = matches!(pairing, Prev::Mapped(_));
             if reshaped {
                 guest.vcpus.clear();
-                guest.splits = 0;
+                guest.moving = None;
             }
             raws.clear();
             let (mut raw_total, mut reset_guest) = (0.0, reshaped);
+            // Some vCPU measured over a presample window only.
+            let mut short = false;
             for (j, &s) in samples.iter().enumerate() {
                 let fresh = VcpuHistory::fresh(s, now);
                 let pin = fresh.pin;
@@ -567,15 +584,19 @@ impl Tracker {
                     Some(p) if p.cpu_time_ns == s.cpu_time_ns && p.at_ns == now => p,
                     Some(p) => match usage_pct((p.cpu_time_ns, s.cpu_time_ns), (p.at_ns, now)) {
                         Some(r) => {
-                            // Its pCPU's sharing changed: old samples no longer apply.
-                            let reset = pin.map_or(true, |c| changed.binary_search(&c).is_ok());
+                            // Its pCPU's sharing changed, or its usage so far
+                            // spans a presample only: old samples do not apply.
+                            let reset =
+                                p.short || pin.map_or(true, |c| changed.binary_search(&c).is_ok());
                             reset_guest |= reset;
+                            short |= p.presampled;
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
                                 last_share: if reshaped { None } else { p.last_share },
                                 share: if reshaped { None } else { p.share },
                                 share_var: if reshaped { None } else { p.share_var },
+                                short: p.presampled,
                                 ..fresh
                             }
                         }
@@ -591,6 +612,7 @@ impl Tracker {
                 }
                 out.push(Measured {
                     sample: s,
+                    short: h.short,
                     pin,
                     load_on: load_pcpu(&s.affinity, s.running_on),
                     usage: h.usage,
@@ -599,7 +621,7 @@ impl Tracker {
                     guest: g,
                 });
             }
-            guest.weigh(&raws, raw_total, reset_guest, cfg, &mut out[first..]);
+            guest.weigh(&raws, raw_total, reset_guest, short, cfg, &mut out[first..]);
             self.guests.push(guest);
         }
         out

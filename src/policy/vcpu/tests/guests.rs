@@ -96,6 +96,73 @@ fn presample_lets_the_first_plan_place_by_usage() {
 }
 
 #[test]
+fn a_presample_plan_places_but_does_not_rebalance() {
+    // Two new 4-vCPU guests hard-pinned on pCPU0 of two. The presample
+    // (0.5 s) reads guest a's load on 3 of its vCPUs: the plan on it moves
+    // nothing. The next reading (4 s, 12 points on every vCPU) replaces
+    // the short one instead of being blended with it, and that plan moves
+    // 2 vCPUs of each guest.
+    let at = |t_ms: u64, a: [f64; 4], b: [f64; 4]| Snapshot {
+        monotonic_ns: t_ms * SEC / 1000,
+        pcpus: vec![0, 1],
+        vcpus: (0..4u32)
+            .map(|v| ("a", v, a[v as usize]))
+            .chain((0..4u32).map(|v| ("b", v, b[v as usize])))
+            .map(|(d, v, ms)| sample(d, v, (ms * 1e6) as u64, &[0]))
+            .collect(),
+    };
+    // Cumulative CPU ms: 30/14/4/0 % and 12 % of 0.5 s, then 12 % of 4 s.
+    let first_a = [150.0, 70.0, 20.0, 0.0];
+    let snap0 = at(0, [0.0; 4], [0.0; 4]);
+    let snap1 = at(500, first_a, [60.0; 4]);
+    let snap2 = at(4500, first_a.map(|c| c + 480.0), [540.0; 4]);
+    let mut s = Scheduler::new(VcpuConfig::default());
+    assert!(s.wants_presample(&snap0));
+    s.observe(&snap0);
+    let p1 = s.plan(&snap1);
+    assert_eq!(p1.decision, Decision::ShortReading, "{p1}");
+    assert!(p1.pins.is_empty(), "{p1}");
+    let p2 = s.plan(&snap2);
+    assert!(matches!(p2.decision, Decision::Rebalanced { .. }), "{p2}");
+    assert!(matches!(s.usage("uuid-a", 0), Some(u) if (u - 12.0).abs() < 1e-6));
+    for d in ["uuid-a", "uuid-b"] {
+        let moved = p2.pins.iter().filter(|pin| pin.domain == d).count();
+        assert_eq!(moved, 2, "{d}: {moved} of 4 moved: {p2}");
+    }
+}
+
+#[test]
+fn the_interval_after_the_first_pins_does_not_chase_the_threads() {
+    // Two 4-vCPU guests on pCPU0 of two, 12 points on every vCPU; the
+    // first plan moves 2 of each. The next reading finds guest a's threads
+    // on its two moved vCPUs (20 + 20 there, 4 + 4 on pCPU0): a split seen
+    // across the planner's own pins says nothing of whether a's threads
+    // float, so a is still planned as equal parts and nothing moves.
+    let on0: Vec<Spec<'_>> = (0..4)
+        .map(|v| ("a", v, 12.0, &[0u32][..]))
+        .chain((0..4).map(|v| ("b", v, 12.0, &[0u32][..])))
+        .collect();
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&snap_at(0, &[0, 1], &on0));
+    let snap1 = snap_at(1, &[0, 1], &on0);
+    let p1 = s.plan(&snap1);
+    assert_eq!(p1.pins.len(), 4, "{p1}");
+    // Interval 2 on the applied placement: a's moved vCPUs carry its load.
+    let placed = applied(&snap1, &p1);
+    let mut snap2 = snap_at(2, &[0, 1], &on0);
+    for (v, was) in snap2.vcpus.iter_mut().zip(&placed.vcpus) {
+        v.affinity = was.affinity.clone();
+        v.running_on = was.running_on;
+        if v.domain == "uuid-a" {
+            let u = if v.affinity == [1] { 20.0 } else { 4.0 };
+            v.cpu_time_ns = was.cpu_time_ns + (u * 1e7) as u64;
+        }
+    }
+    let p2 = s.plan(&snap2);
+    assert!(p2.pins.is_empty(), "{p2}");
+}
+
+#[test]
 fn observe_leaves_known_vcpus_alone() {
     let specs: [Spec<'_>; 1] = [("a", 0, 50.0, &[0])];
     let mut s = Scheduler::new(VcpuConfig::default());
