@@ -512,23 +512,14 @@ fn swap_world(clock: &FakeClock) -> Rc<RefCell<World>> {
     )
 }
 
-/// `l`'s first interval, whose plan rests on its short second read: it
-/// places what is unpinned (nothing in [`swap_world`]) and rebalances
-/// nothing. The clock is then one interval on.
-fn first_interval(clock: &FakeClock, w: &Rc<RefCell<World>>, l: &mut VcpuLoop) {
-    let mut m = Metrics::default();
-    with_ctx(clock, w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
-    assert!(w.borrow().pins.is_empty(), "{:?}", w.borrow().pins);
-    clock.set(SEC);
-}
-
 #[test]
 fn a_stop_during_a_swap_finishes_the_swap() {
     let clock = FakeClock::default();
     let w = swap_world(&clock);
     let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
     let mut m = Metrics::default();
-    first_interval(&clock, &w, &mut l);
+    // The first interval measures usage with its short second read, so
+    // it already plans the swap.
     w.borrow_mut().stop_after = Some(1);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     let pins = w.borrow().pins.clone();
@@ -546,8 +537,8 @@ fn a_swap_whose_first_pin_is_refused_is_skipped_whole() {
     let w = swap_world(&clock);
     let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
     let mut m = Metrics::default();
-    first_interval(&clock, &w, &mut l);
-    // Whichever pin of the swap comes first is refused.
+    // Whichever pin of the swap comes first is refused (the first
+    // interval plans the swap: its second read measured the usage).
     w.borrow_mut().pin_fault = refused(ErrorKind::Other);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     assert_eq!(m.pin_failures_total, 1, "the second half was not tried");
@@ -560,7 +551,6 @@ fn a_swap_whose_second_pin_is_refused_is_put_back() {
     let w = swap_world(&clock);
     let mut l = VcpuLoop::new(SEC, VcpuConfig::default());
     let mut m = Metrics::default();
-    first_interval(&clock, &w, &mut l);
     // The second pin call of the interval is refused; the others succeed.
     let calls = Rc::new(Cell::new(0u32));
     let seen = calls.clone();

@@ -31,10 +31,7 @@
 //!    usable pCPU (unpinned, multi-CPU, or pinned to a pCPU now offline) is
 //!    hard-pinned: known usage first, largest first, to the least loaded
 //!    pCPU; without usage, to the pCPU with the fewest vCPUs.
-//! 4. **Balancing** (`balance.rs`). Not in a plan where some vCPU already
-//!    pinned has a usage that spans only a presample window (see
-//!    [`Scheduler::wants_presample`]): that plan only places. If the
-//!    std-dev of the loads is within
+//! 4. **Balancing** (`balance.rs`). If the std-dev of the loads is within
 //!    `threshold`, nothing moves (no churn); nor does it when the loads of
 //!    this interval's reading alone (unsmoothed) are within it, as the
 //!    smoothed loads lag behind an imbalance that is already gone. A small
@@ -291,15 +288,10 @@ impl Scheduler {
     /// The daemon's contract: when this is true, call [`Scheduler::observe`]
     /// with `snap`, take a second snapshot a short while later (~0.5 s),
     /// and [`Scheduler::plan`] on that one. Its new vCPUs then have a usage
-    /// measured over the short window, which places them; the others keep
-    /// their usage over the whole interval. The short reading is enough to
-    /// place vCPUs that must be placed anyway (and to balance those), but
-    /// not to move vCPUs already pinned: if some of the new ones are, that
-    /// plan rebalances nothing ([`Decision::ShortReading`]), as a short
-    /// window's reading of a guest whose threads float is too noisy to
-    /// choose which vCPUs to move (on real guests it made one plan of 3
-    /// moves that 3 more corrected). The next interval's reading replaces
-    /// the short one instead of being blended with it.
+    /// measured over the short window; the others keep their usage over
+    /// the whole interval. The next interval's reading replaces the short
+    /// one instead of being blended with it, and a split over the short
+    /// window does not count towards whether a guest's threads float.
     pub fn wants_presample(&self, snap: &Snapshot) -> bool {
         self.usage.lacks_reading(snap)
     }
@@ -374,12 +366,6 @@ impl Scheduler {
         }
         plan.decision = if !known.iter().any(|&k| k) {
             Decision::Warmup
-        } else if measured
-            .iter()
-            .zip(&cur)
-            .any(|(m, c)| m.short && c.is_some())
-        {
-            Decision::ShortReading
         } else {
             self.decide(stddev(&layout.load), stddev(&reading))
                 .unwrap_or_else(|| {

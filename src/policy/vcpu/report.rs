@@ -92,10 +92,6 @@ pub enum Decision {
         /// Std-dev of this interval's unsmoothed loads, points.
         reading: f64,
     },
-    /// Some vCPU already pinned has a usage that spans only the short
-    /// presample window: vCPUs are placed, but nothing is rebalanced until
-    /// a whole interval has been read.
-    ShortReading,
 }
 
 impl fmt::Display for Decision {
@@ -117,9 +113,6 @@ impl fmt::Display for Decision {
                 Ok(())
             }
             Decision::Unbalanceable => f.write_str("imbalanced, no move narrows it"),
-            Decision::ShortReading => {
-                f.write_str("short first reading of pinned vCPUs: placement only")
-            }
             Decision::NotInReading { reading } => write!(
                 f,
                 "imbalanced when smoothed, not in this reading (sd {reading:.1}): waiting"

@@ -30,7 +30,8 @@
 //! A multi-vCPU guest may float or not until a change of its split has
 //! been measured: that takes two consecutive splits with no pin change on
 //! their pCPUs between them (a split seen across the planner's own pins is
-//! its doing). Until then one reading cannot tell a guest busy on vCPU 0
+//! its doing), and at most [`UNSURE_SPLITS`] splits. Until then one reading
+//! cannot tell a guest busy on vCPU 0
 //! only from one whose threads happened to be there. A vCPU of such a
 //! guest that must be placed (not hard-pinned to one pCPU) is planned
 //! halfway between what the reading shows and an equal part, so a guest
@@ -61,6 +62,12 @@ pub const SETTLED_BELOW: f64 = 0.05;
 /// EWMA weight of the newest split in a vCPU's longer-run share of its
 /// guest's demand: a skew must persist for several intervals to be seen.
 pub const SHARE_WEIGHT: f64 = 0.3;
+/// A guest whose split change has not been measured is unsure for at most
+/// this many splits: with a pin change on its pCPUs every interval it
+/// would never be measured, and planning it at equal parts for ever while
+/// its vCPUs' usage differs moves vCPUs every interval (a property test
+/// found 3 pin changes per interval for ever).
+pub const UNSURE_SPLITS: u8 = 3;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;
@@ -172,6 +179,9 @@ struct GuestHistory {
     moving: Option<f64>,
     /// Planned by the persistent shares of its demand.
     floating: bool,
+    /// Splits measured over whole intervals (counting stops at
+    /// [`UNSURE_SPLITS`]).
+    splits: u8,
 }
 
 /// One vCPU of a snapshot as the later steps see it.
@@ -182,8 +192,6 @@ pub(super) struct Measured<'a> {
     pub pin: Option<u32>,
     /// The pCPU its load is counted on ([`load_pcpu`]).
     pub load_on: Option<u32>,
-    /// Its usage spans only a presample window.
-    pub short: bool,
     /// Smoothed usage, `None` until two readings exist.
     pub usage: Option<f64>,
     /// The load the planner counts for it (0 without usage).
@@ -283,6 +291,7 @@ impl GuestHistory {
             self.demand = None;
         }
         if all_raw && !short && raw_total >= SHARE_MIN_DEMAND {
+            self.splits = self.splits.saturating_add(1).min(UNSURE_SPLITS);
             let (mut moved, mut seen) = (0.0, true);
             let equal = 1.0 / self.vcpus.len() as f64;
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
@@ -331,8 +340,8 @@ impl GuestHistory {
             .flatten()
             .filter(|&sum| sum > EPS);
         // No split change measured yet (a pin change between two splits
-        // hides it): floating or not is unknown.
-        let unsure = self.moving.is_none() && self.vcpus.len() > 1;
+        // hides it): floating or not is unknown, for a few splits at most.
+        let unsure = self.moving.is_none() && self.splits < UNSURE_SPLITS && self.vcpus.len() > 1;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
             m.weight = match (h.usage, sum, persistent(h)) {
                 (None, ..) => 0.0,
@@ -571,6 +580,7 @@ impl Tracker {
             if reshaped {
                 guest.vcpus.clear();
                 guest.moving = None;
+                guest.splits = 0;
             }
             raws.clear();
             let (mut raw_total, mut reset_guest) = (0.0, reshaped);
@@ -612,7 +622,6 @@ impl Tracker {
                 }
                 out.push(Measured {
                     sample: s,
-                    short: h.short,
                     pin,
                     load_on: load_pcpu(&s.affinity, s.running_on),
                     usage: h.usage,
