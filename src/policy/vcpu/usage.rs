@@ -63,11 +63,12 @@ pub const SETTLED_BELOW: f64 = 0.05;
 /// guest's demand: a skew must persist for several intervals to be seen.
 pub const SHARE_WEIGHT: f64 = 0.3;
 /// A guest whose split change has not been measured is unsure for at most
-/// this many splits: with a pin change on its pCPUs every interval it
-/// would never be measured, and planning it at equal parts for ever while
-/// its vCPUs' usage differs moves vCPUs every interval (a property test
-/// found 3 pin changes per interval for ever).
-pub const UNSURE_SPLITS: u8 = 3;
+/// this many whole-interval splits (a presample's does not count): with a
+/// pin change on its pCPUs every interval it would never be measured, and
+/// planning it at equal parts for ever while its vCPUs' usage differs
+/// moves vCPUs every interval (a property test found 3 pin changes per
+/// interval for ever).
+pub const UNSURE_SPLITS: u8 = 2;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;

@@ -127,17 +127,18 @@ fn a_presample_reading_is_replaced_not_blended() {
 
 #[test]
 fn the_interval_after_the_first_pins_does_not_chase_the_threads() {
-    // Two 4-vCPU guests on pCPU0 of two, 12 points on every vCPU; the
-    // first plan moves 2 of each. The next reading finds guest a's threads
-    // on its two moved vCPUs (20 + 20 there, 4 + 4 on pCPU0): a split seen
-    // across the planner's own pins says nothing of whether a's threads
-    // float, so a is still planned as equal parts and nothing moves.
+    // Two new 4-vCPU guests on pCPU0 of two, 12 points on every vCPU; the
+    // first plan, on a presample as the daemon takes it, moves 2 of each.
+    // The next reading finds guest a's threads on its two moved vCPUs
+    // (20 + 20 there, 4 + 4 on pCPU0). Neither that split, seen across the
+    // planner's own pins, nor the presample's short one says whether a's
+    // threads float, so a is still planned as equal parts: nothing moves.
     let on0: Vec<Spec<'_>> = (0..4)
         .map(|v| ("a", v, 12.0, &[0u32][..]))
         .chain((0..4).map(|v| ("b", v, 12.0, &[0u32][..])))
         .collect();
     let mut s = Scheduler::new(VcpuConfig::default());
-    s.plan(&snap_at(0, &[0, 1], &on0));
+    s.observe(&snap_at(0, &[0, 1], &on0));
     let snap1 = snap_at(1, &[0, 1], &on0);
     let p1 = s.plan(&snap1);
     assert_eq!(p1.pins.len(), 4, "{p1}");
