@@ -296,9 +296,10 @@ impl Scheduler {
         self.usage.lacks_reading(snap)
     }
 
-    /// Records the readings of the vCPUs in `snap` that have none, without
-    /// planning (see [`Scheduler::wants_presample`]). vCPUs already known
-    /// are left untouched.
+    /// Records the readings of the vCPUs in `snap` that have none, or whose
+    /// counter went backwards, without planning (see
+    /// [`Scheduler::wants_presample`]). vCPUs already known are left
+    /// untouched.
     pub fn observe(&mut self, snap: &Snapshot) {
         self.usage.observe(snap);
     }
@@ -311,17 +312,17 @@ impl Scheduler {
         let np = pcpus.len();
         // pCPU id -> index into `pcpus`: by table when the ids are dense
         // enough (as a host's are), else by binary search.
-        let top = pcpus.last().map_or(0, |&c| c as usize + 1);
-        let mut table = Vec::new();
-        if top <= 4 * pcpus.len() + 1024 {
-            table = vec![None; top];
+        let top = pcpus.last().map_or(0, |&c| (c as usize).saturating_add(1));
+        let table: Option<Vec<Option<usize>>> = (top <= 4 * pcpus.len() + 1024).then(|| {
+            let mut t = vec![None; top];
             for (i, &c) in pcpus.iter().enumerate() {
-                table[c as usize] = Some(i);
+                t[c as usize] = Some(i);
             }
-        }
-        let idx_of = |cpu: u32| match table.is_empty() {
-            false => table.get(cpu as usize).copied().flatten(),
-            true => pcpus.binary_search(&cpu).ok(),
+            t
+        });
+        let idx_of = |cpu: u32| match &table {
+            Some(t) => t.get(cpu as usize).copied().flatten(),
+            None => pcpus.binary_search(&cpu).ok(),
         };
         let weight: Vec<f64> = measured.iter().map(|m| m.weight).collect();
         let known: Vec<bool> = measured.iter().map(|m| m.usage.is_some()).collect();

@@ -27,23 +27,27 @@
 //! planned at its own smoothed usage: a one-vCPU guest, and a guest whose
 //! threads stay put (pinned inside it, or busy on vCPU 0 only).
 //!
-//! A multi-vCPU guest may float or not until a change of its split has
-//! been measured: that takes two consecutive splits with no pin change on
-//! their pCPUs between them (a split seen across the planner's own pins is
-//! its doing), and at most [`UNSURE_SPLITS`] splits. Until then one reading
-//! cannot tell a guest busy on vCPU 0
-//! only from one whose threads happened to be there. A vCPU of such a
-//! guest that must be placed (not hard-pinned to one pCPU) is planned
-//! halfway between what the reading shows and an equal part, so a guest
-//! busy on vCPU 0 only is not stacked with another one. A vCPU already
-//! pinned is planned at an equal part: which of them move must not hang
-//! on a reading that may be the threads' chance placement. On real guests,
-//! halfway weights let one reading make a plan of 3 moves cheapest (2
-//! vCPUs of one busy guest, 1 of the other); that left a pCPU with more of
-//! one guest's demand, and 3 more pins followed a few intervals later. And
-//! the interval right after the first plan's pins, planned by each vCPU's
-//! own usage, chased where the threads happened to run. At equal parts
-//! the first plan moves 2 + 2 of each busy guest, the split that held.
+//! A multi-vCPU guest may float or not until [`UNSURE_SPLITS`] splits
+//! over whole intervals have been seen: a presample's short split does
+//! not count, and the next one is usually seen across the first plan's own
+//! pins. Until then a reading cannot tell a guest busy on vCPU 0 only from
+//! one whose threads happened to be there. A vCPU of such a guest whose
+//! affinity is not a single pCPU is planned halfway between what the
+//! reading shows and an equal part, so a guest busy on vCPU 0 only is not
+//! stacked with another one when placed. A vCPU pinned to one pCPU is
+//! planned at an equal part: which of them move must not hang on a reading
+//! that may be the threads' chance placement. On real guests, halfway
+//! weights let one reading make a plan of 3 moves cheapest (2 vCPUs of one
+//! busy guest, 1 of the other); that left a pCPU with more of one guest's
+//! demand, and 3 more pins followed a few intervals later. And the interval
+//! right after the first plan's pins, planned by each vCPU's own usage,
+//! chased where the threads happened to run. At equal parts the first plan
+//! moves 2 + 2 of each busy guest, the split that held.
+//!
+//! A presample (a reading taken by [`Tracker::observe`] a short while
+//! before the plan) is replaced by the next reading instead of being
+//! blended with it, and the pCPUs of presampled vCPUs count as changed, so
+//! their neighbours' usage is taken afresh too.
 
 use std::cmp::Ordering;
 use std::ops::Range;
@@ -62,12 +66,10 @@ pub const SETTLED_BELOW: f64 = 0.05;
 /// EWMA weight of the newest split in a vCPU's longer-run share of its
 /// guest's demand: a skew must persist for several intervals to be seen.
 pub const SHARE_WEIGHT: f64 = 0.3;
-/// A guest whose split change has not been measured is unsure for at most
-/// this many whole-interval splits (a presample's does not count): with a
-/// pin change on its pCPUs every interval it would never be measured, and
-/// planning it at equal parts for ever while its vCPUs' usage differs
-/// moves vCPUs every interval (a property test found 3 pin changes per
-/// interval for ever).
+/// A multi-vCPU guest is unsure (floating or not) for its first this many
+/// splits over whole intervals; a presample's short split does not count.
+/// The first is usually seen across the first plan's own pins, so it says
+/// nothing of where the guest's threads run.
 pub const UNSURE_SPLITS: u8 = 2;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
@@ -340,19 +342,18 @@ impl GuestHistory {
             .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
             .flatten()
             .filter(|&sum| sum > EPS);
-        // No split change measured yet (a pin change between two splits
-        // hides it): floating or not is unknown, for a few splits at most.
-        let unsure = self.moving.is_none() && self.splits < UNSURE_SPLITS && self.vcpus.len() > 1;
+        // Too few whole-interval splits seen: floating or not is unknown.
+        let unsure = self.splits < UNSURE_SPLITS && self.vcpus.len() > 1;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
             m.weight = match (h.usage, sum, persistent(h)) {
                 (None, ..) => 0.0,
                 (Some(_), Some(sum), Some(share)) => demand * share / sum,
                 (Some(_), ..) if self.floating => part,
-                // Seen once and to be placed: halfway, so that a guest busy
-                // on vCPU 0 only is not stacked with another.
+                // Unsure and not pinned to one pCPU: halfway, so that a
+                // guest busy on vCPU 0 only is not stacked with another.
                 (Some(u), ..) if unsure && h.pin.is_none() => (u + part) / 2.0,
-                // Seen once and pinned: which of its vCPUs carry the load
-                // is not known yet, so which move does not depend on it.
+                // Unsure and pinned: which of its vCPUs carry the load is
+                // not known yet, so which move does not depend on it.
                 (Some(_), ..) if unsure => part,
                 (Some(u), ..) => u,
             };
@@ -504,12 +505,24 @@ impl Tracker {
                 continue;
             };
             let g = &mut self.guests[i];
+            let mut gained = false;
             for s in samples {
                 let fresh = presample(s);
                 match g.vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu) {
                     Ok(j) if g.vcpus[j].cpu_time_ns <= s.cpu_time_ns => {}
                     Ok(j) => g.vcpus[j] = fresh,
-                    Err(j) => g.vcpus.insert(j, fresh),
+                    Err(j) => {
+                        g.vcpus.insert(j, fresh);
+                        gained = true;
+                    }
+                }
+            }
+            if gained {
+                // As in `measure`: a guest that gained vCPUs splits anew.
+                g.splits = 0;
+                g.moving = None;
+                for h in &mut g.vcpus {
+                    (h.last_share, h.share, h.share_var) = (None, None, None);
                 }
             }
         }
@@ -545,7 +558,7 @@ impl Tracker {
             for (j, s) in samples.iter().enumerate() {
                 let p = pairing.get(&prev.vcpus, j);
                 let (was, now) = (p.and_then(|h| h.pin), single_pin(&s.affinity));
-                if p.is_none() || was != now {
+                if p.map_or(true, |h| h.presampled) || was != now {
                     changed.extend(was);
                     changed.extend(now);
                 }

@@ -158,6 +158,34 @@ fn the_interval_after_the_first_pins_does_not_chase_the_threads() {
 }
 
 #[test]
+fn a_new_guest_on_a_pcpu_resets_its_neighbours_usage() {
+    // Guest a alone on pCPU0 at 50 %. Guest b appears there, is presampled
+    // (observed, then planned 0.5 s later), and from then on a runs at
+    // 40 %. pCPU0's sharing changed, so a's usage is taken afresh (40), not
+    // blended with its old one (45).
+    let snap = |t_ms: u64, a_ms: u64, b_ms: Option<u64>| Snapshot {
+        monotonic_ns: t_ms * SEC / 1000,
+        pcpus: vec![0, 1],
+        vcpus: [Some(("a", a_ms)), b_ms.map(|b| ("b", b))]
+            .into_iter()
+            .flatten()
+            .map(|(d, ms)| sample(d, 0, ms * 1_000_000, &[0]))
+            .collect(),
+    };
+    let mut s = Scheduler::new(VcpuConfig::default());
+    s.plan(&snap(0, 0, None));
+    s.plan(&snap(1000, 500, None));
+    assert!(matches!(s.usage("uuid-a", 0), Some(u) if (u - 50.0).abs() < 1e-6));
+    // a at 40 % from t = 1 s; b from t = 2 s.
+    let seen = snap(2000, 900, Some(0));
+    assert!(s.wants_presample(&seen));
+    s.observe(&seen);
+    s.plan(&snap(2500, 1100, Some(250)));
+    let u = s.usage("uuid-a", 0);
+    assert!(matches!(u, Some(u) if (u - 40.0).abs() < 1e-6), "{u:?}");
+}
+
+#[test]
 fn observe_leaves_known_vcpus_alone() {
     let specs: [Spec<'_>; 1] = [("a", 0, 50.0, &[0])];
     let mut s = Scheduler::new(VcpuConfig::default());
