@@ -335,6 +335,15 @@ fn load_of_before(p: &Plan, cpu: u32) -> f64 {
         .map_or(f64::NAN, |l| l.1)
 }
 
+/// Guest a's 4 vCPUs at `a` and guest b's 4 at `b` each, all pinned on
+/// pCPU0.
+fn two_guests_on_pcpu0(a: [f64; 4], b: f64) -> Vec<Spec<'static>> {
+    (0..4u32)
+        .map(|v| ("a", v, a[v as usize], &[0u32][..]))
+        .chain((0..4).map(|v| ("b", v, b, &[0u32][..])))
+        .collect()
+}
+
 #[test]
 fn a_first_reading_does_not_move_three_vcpus_of_one_guest_alone() {
     // Two 4-vCPU guests on pCPU0 of two. The one reading so far puts
@@ -342,12 +351,7 @@ fn a_first_reading_does_not_move_three_vcpus_of_one_guest_alone() {
     // all 4: moving those 3 balances this reading exactly, but if a's
     // threads float that leaves pCPU1 a's 3/4 and pCPU0 all of b. Neither
     // guest may be left on one pCPU.
-    let specs: Vec<Spec<'_>> = [15.0, 15.0, 12.0, 0.0]
-        .iter()
-        .enumerate()
-        .map(|(v, &u)| ("a", v as u32, u, &[0u32][..]))
-        .chain((0..4).map(|v| ("b", v, 10.5, &[0u32][..])))
-        .collect();
+    let specs = two_guests_on_pcpu0([15.0, 15.0, 12.0, 0.0], 10.5);
     let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
     for d in ["uuid-a", "uuid-b"] {
         let moved = p.pins.iter().filter(|pin| pin.domain == d).count();
@@ -364,12 +368,7 @@ fn a_first_reading_moves_half_of_each_pinned_guest() {
     // with more of one guest's demand than the other. Halfway weights let
     // the reading make a 3-move plan cheapest (a real run then needed 3
     // more pins a few intervals later); equal parts make it 2 + 2 each.
-    let specs: Vec<Spec<'_>> = [30.0, 14.0, 4.0, 0.0]
-        .iter()
-        .enumerate()
-        .map(|(v, &u)| ("a", v as u32, u, &[0u32][..]))
-        .chain((0..4).map(|v| ("b", v, 12.0, &[0u32][..])))
-        .collect();
+    let specs = two_guests_on_pcpu0([30.0, 14.0, 4.0, 0.0], 12.0);
     let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
     for d in ["uuid-a", "uuid-b"] {
         let moved = p.pins.iter().filter(|pin| pin.domain == d).count();
