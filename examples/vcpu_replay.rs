@@ -1,0 +1,194 @@
+//! Replays a lab run's recorded vCPU times through the vCPU planner, to see
+//! what it would plan on real guests' readings without running them again:
+//! `cargo run --release --example vcpu_replay -- lab/out/SCENARIO [INTERVAL_S]`.
+//!
+//! It reads the run's `vcpu.csv` (the lab's 1 s sampler: cumulative vCPU
+//! time and affinity per guest and vCPU) and `report.md` (when kvmsched
+//! started and stopped). From kvmsched's start it builds a snapshot every
+//! `INTERVAL_S` seconds (default 4), presampling one sample later when the
+//! planner asks for it as the daemon does, and prints per interval:
+//! - the plan's one-line summary;
+//! - `measured`: the pCPU loads the lab measured over that interval (vCPU
+//!   time by the pCPU the vCPU was pinned to) and their std-dev.
+//!
+//! With `REPLAY_GUESTS=1` it also prints, per guest, whether its threads
+//! float and its vCPUs' smoothed usage.
+//!
+//! The pins are not applied: the layout stays as recorded, which followed
+//! the real kvmsched's plans. A replay therefore shows when the planner
+//! would act on the same readings, not where that would have led.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::ExitCode;
+
+use kvmsched::policy::vcpu::usage::stddev;
+use kvmsched::policy::vcpu::{parse_cpu_list, Scheduler, Snapshot, VcpuConfig, VcpuSample};
+
+/// One sampler instant: its time (s) and its vCPU rows.
+type Instant = (f64, Vec<VcpuSample>);
+
+fn field<'a>(cols: &[&'a str], head: &[&str], name: &str) -> Result<&'a str, String> {
+    let i = head
+        .iter()
+        .position(|h| *h == name)
+        .ok_or_else(|| format!("vcpu.csv has no column {name}"))?;
+    cols.get(i)
+        .copied()
+        .ok_or_else(|| format!("vcpu.csv: a row has no {name}"))
+}
+
+fn read_samples(csv: &str) -> Result<Vec<Instant>, String> {
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .ok_or("vcpu.csv is empty")?
+        .split(',')
+        .collect();
+    let mut by_t: BTreeMap<u64, Vec<VcpuSample>> = BTreeMap::new();
+    for line in lines {
+        let cols: Vec<&str> = line.split(',').collect();
+        let bad = |what: &str| format!("vcpu.csv: bad {what} in {line:?}");
+        let t: f64 = field(&cols, &head, "t")?.parse().map_err(|_| bad("t"))?;
+        let guest = field(&cols, &head, "guest")?.to_string();
+        let affinity =
+            parse_cpu_list(field(&cols, &head, "affinity")?).map_err(|_| bad("affinity"))?;
+        by_t.entry((t * 1000.0).round() as u64)
+            .or_default()
+            .push(VcpuSample {
+                domain: guest.clone(),
+                name: guest,
+                vcpu: field(&cols, &head, "vcpu")?
+                    .parse()
+                    .map_err(|_| bad("vcpu"))?,
+                cpu_time_ns: field(&cols, &head, "time_ns")?
+                    .parse()
+                    .map_err(|_| bad("time_ns"))?,
+                affinity,
+                running_on: field(&cols, &head, "ran_on")?.parse().ok(),
+            });
+    }
+    Ok(by_t
+        .into_iter()
+        .map(|(ms, v)| (ms as f64 / 1000.0, v))
+        .collect())
+}
+
+/// The number after `key` in `text` (e.g. `started at t=` → 40.3).
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn snapshot(at: &Instant, pcpus: &[u32]) -> Snapshot {
+    Snapshot {
+        monotonic_ns: (at.0 * 1e9) as u64,
+        pcpus: pcpus.to_vec(),
+        vcpus: at.1.clone(),
+    }
+}
+
+/// The pCPU loads measured between two instants, in `pcpus` order.
+fn measured_loads(from: &Instant, to: &Instant, pcpus: &[u32]) -> Option<Vec<f64>> {
+    let dt = to.0 - from.0;
+    if dt <= 0.0 {
+        return None;
+    }
+    let mut loads = vec![0.0; pcpus.len()];
+    for s in &to.1 {
+        let before = from
+            .1
+            .iter()
+            .find(|p| p.domain == s.domain && p.vcpu == s.vcpu)?;
+        let on = s.affinity.first().copied()?;
+        let i = pcpus.iter().position(|&c| c == on)?;
+        loads[i] += s.cpu_time_ns.saturating_sub(before.cpu_time_ns) as f64 / 1e9 / dt * 100.0;
+    }
+    Some(loads)
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let dir = args
+        .next()
+        .ok_or("usage: vcpu_replay RUN_DIR [INTERVAL_S]")?;
+    let interval: f64 = match args.next() {
+        Some(s) => s.parse().map_err(|_| format!("bad interval {s:?}"))?,
+        None => 4.0,
+    };
+    let read =
+        |f: &str| fs::read_to_string(format!("{dir}/{f}")).map_err(|e| format!("{dir}/{f}: {e}"));
+    let samples = read_samples(&read("vcpu.csv")?)?;
+    let report = read("report.md")?;
+    let start = number_after(&report, "started at t=").ok_or("report.md: no start time")?;
+    let stop = number_after(&report, "stopped at t=").unwrap_or(f64::MAX);
+    let mut pcpus: Vec<u32> = samples
+        .iter()
+        .flat_map(|(_, v)| v.iter().flat_map(|s| s.affinity.iter().copied()))
+        .collect();
+    pcpus.sort_unstable();
+    pcpus.dedup();
+
+    let mut sched = Scheduler::new(VcpuConfig::default());
+    let mut i = samples
+        .iter()
+        .position(|(t, _)| *t >= start)
+        .ok_or("no sample after kvmsched's start")?;
+    let mut last: Option<usize> = None;
+    while i < samples.len() && samples[i].0 <= stop {
+        let mut snap = snapshot(&samples[i], &pcpus);
+        if sched.wants_presample(&snap) && i + 1 < samples.len() {
+            sched.observe(&snap);
+            i += 1;
+            snap = snapshot(&samples[i], &pcpus);
+        }
+        let plan = sched.plan(&snap);
+        let measured = match last.and_then(|l| measured_loads(&samples[l], &samples[i], &pcpus)) {
+            Some(loads) => {
+                let each: Vec<String> = pcpus
+                    .iter()
+                    .zip(&loads)
+                    .map(|(c, l)| format!("{c}:{l:.1}"))
+                    .collect();
+                format!("{} sd {:.1}", each.join(" "), stddev(&loads))
+            }
+            None => "-".to_string(),
+        };
+        println!("t={:.1} measured {measured} | {plan}", samples[i].0);
+        if std::env::var_os("REPLAY_GUESTS").is_some() {
+            let mut names: Vec<&str> = snap.vcpus.iter().map(|s| s.domain.as_str()).collect();
+            names.dedup();
+            for d in names {
+                let n = snap.vcpus.iter().filter(|s| s.domain == d).count() as u32;
+                let u: Vec<String> = (0..n)
+                    .map(|v| sched.usage(d, v).map_or("-".into(), |u| format!("{u:.1}")))
+                    .collect();
+                println!(
+                    "   {d} floating {:?} usage {}",
+                    sched.floating(d),
+                    u.join(" ")
+                );
+            }
+        }
+        last = Some(i);
+        let next = samples[i].0 + interval - 0.25;
+        match samples[i..].iter().position(|(t, _)| *t >= next) {
+            Some(k) => i += k,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vcpu_replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
