@@ -15,17 +15,19 @@
 //! A guest whose split moves by more than [`FLOATING_ABOVE`] of its demand
 //! per interval **floats** (until it moves by less than [`SETTLED_BELOW`]).
 //! Each of a floating guest's `k` vCPUs is planned at its **persistent
-//! share** of the demand: an equal part `1/k`, moved by only that part of
-//! its longer-run share (EWMA weight [`SHARE_WEIGHT`]) that lies beyond
-//! twice the scatter of one interval's share, then normalised over the
-//! guest. A pCPU holding `c` of its vCPUs thus carries about `c/k` of its
-//! demand whichever vCPU its threads ran on this interval, so the guest
-//! kernel moving them changes nothing the planner sees and makes no pin
-//! change; but a vCPU the guest kernel leaves (all but) idle for many
-//! intervals, as real guests were seen to do for a minute, is seen as the
-//! lighter load it is. Every other vCPU is
-//! planned at its own smoothed usage: a one-vCPU guest, and a guest whose
-//! threads stay put (pinned inside it, or busy on vCPU 0 only).
+//! share** of the demand: an equal part `1/k`, moved only by a skew that
+//! outlasts the noise (`persistent_share`): its longer-run share
+//! (EWMA weight [`SHARE_WEIGHT`]) beyond twice the scatter of one
+//! interval's share, or a run of intervals each well beyond that scatter
+//! on the same side ([`RUN_BEYOND`]), then normalised over the guest. A
+//! pCPU holding `c` of its vCPUs thus carries about `c/k` of its demand
+//! whichever vCPU its threads ran on this interval, so the guest kernel
+//! moving them changes nothing the planner sees and makes no pin change;
+//! but a vCPU the guest kernel leaves (all but) idle, as real guests were
+//! seen to do for a minute, is seen within 2 intervals as the lighter load
+//! it is. Every other vCPU is planned at its own smoothed usage: a
+//! one-vCPU guest, and a guest whose threads stay put (pinned inside it,
+//! or busy on vCPU 0 only).
 //!
 //! A multi-vCPU guest may float or not until [`UNSURE_SPLITS`] splits
 //! over whole intervals have been seen: a presample's short split does
@@ -71,6 +73,20 @@ pub const SHARE_WEIGHT: f64 = 0.3;
 /// The first is usually seen across the first plan's own pins, so it says
 /// nothing of where the guest's threads run.
 pub const UNSURE_SPLITS: u8 = 2;
+/// A vCPU's **run**: the intervals in a row whose share of its guest's
+/// demand lay more than this many σ from an equal part, all on the same
+/// side (σ: the scatter of one interval's share, over [`RUN_VAR_WEIGHT`]).
+pub const RUN_BEYOND: f64 = 2.0;
+/// A run is taken for a lasting skew once it is this long: under noise,
+/// two such intervals in a row come about once in 2,000 (Gaussian).
+pub const RUN_MIN: u8 = 2;
+/// The run's mean skew weighs its last `RUN_MAX` intervals (then the newest
+/// by `1 / RUN_MAX`), so a skew that fades is not remembered for as long
+/// as it lasted.
+pub const RUN_MAX: u8 = 8;
+/// EWMA weight of the newest step in the σ a run is measured against:
+/// slow, so that a few calm intervals do not narrow it.
+pub const RUN_VAR_WEIGHT: f64 = 0.1;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;
@@ -114,17 +130,35 @@ pub fn stddev(loads: &[f64]) -> f64 {
     (sum_sq(loads) / loads.len() as f64).sqrt()
 }
 
-/// The part of a vCPU's longer-run `share` that is persistent, not noise:
-/// its distance from an `equal` part, less 2σ, σ being the scatter of one
-/// interval's share (`var` = σ²). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ
-/// of that scatter as noise (weight w = [`SHARE_WEIGHT`]), so a skew
-/// within about 4.8 times its own noise is taken for noise and the vCPU
-/// keeps its equal part. (With a band of σ, noise alone drew pin changes
-/// for the simulator's floating guests: 2 of 4 property runs failed.)
-fn persistent_share(share: f64, var: f64, equal: f64) -> f64 {
-    let skew = share - equal;
-    let kept = (skew.abs() - 2.0 * var.sqrt()).max(0.0);
-    (equal + kept.copysign(skew)).max(0.0)
+/// The persistent share of a vCPU in its guest's demand: an `equal` part,
+/// moved by what the longer-run readings show beyond their noise, or
+/// `None` before its share and scatter were measured. Of two readings, the
+/// one that moves it further wins:
+/// - the EWMA `share`, less 2σ (σ² = `var`, the scatter of one interval's
+///   share). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ of that scatter as
+///   noise (weight w = [`SHARE_WEIGHT`]), so this takes a skew within
+///   about 4.8 times its own noise for noise. (With a band of σ, noise
+///   alone drew pin changes for the simulator's floating guests: 2 of 4
+///   property runs failed.) A level shift widens σ for a while, so this
+///   sees a vCPU left idle only after 5 to 7 intervals.
+/// - a run of at least [`RUN_MIN`] intervals beyond [`RUN_BEYOND`]·σ: its
+///   mean skew, less one standard error of that mean (σ/√r over `r`
+///   intervals, σ² = `var_long`). The run itself is the evidence (noise
+///   seldom makes one), so its mean is shrunk by its own error only, and
+///   the estimate firms up while the skew lasts: a vCPU the guest kernel
+///   leaves (all but) idle is seen in 2 intervals.
+fn persistent_share(h: &ShareHistory, equal: f64) -> Option<f64> {
+    let sigma = h.var?.sqrt();
+    let skew = h.share? - equal;
+    let mut kept = (skew.abs() - 2.0 * sigma, skew);
+    if h.run >= RUN_MIN {
+        let error = h.var_long?.sqrt() / f64::from(h.run).sqrt();
+        let by_run = h.run_skew.abs() - error;
+        if by_run > kept.0 {
+            kept = (by_run, h.run_skew);
+        }
+    }
+    Some((equal + kept.0.max(0.0).copysign(kept.1)).max(0.0))
 }
 
 /// The EWMA with its jump rule, for a vCPU's usage and a guest's demand
@@ -140,6 +174,31 @@ fn smooth(prev: Option<f64>, raw: f64, reset: bool, cfg: &VcpuConfig) -> f64 {
     }
 }
 
+/// What is kept of one vCPU's share of its guest's demand.
+#[derive(Debug, Clone, Copy, Default)]
+struct ShareHistory {
+    /// Its share of the guest's demand in the last interval measured.
+    last: Option<f64>,
+    /// Its share of the guest's demand over the longer run: an EWMA of
+    /// `last` with weight [`SHARE_WEIGHT`], starting from an equal
+    /// part.
+    share: Option<f64>,
+    /// How much one interval's share scatters: an EWMA (same weight) of
+    /// half the squared change of `last`, once two were seen.
+    var: Option<f64>,
+    /// The same with weight [`RUN_VAR_WEIGHT`] (a plain mean of the first
+    /// steps): the scatter its run is measured against.
+    var_long: Option<f64>,
+    /// Steps seen in `var_long` (counting stops at 255).
+    steps: u8,
+    /// How many intervals in a row (counting stops at [`RUN_MAX`]) its
+    /// share lay beyond [`RUN_BEYOND`]·σ on the same side of an equal part
+    /// ...
+    run: u8,
+    /// ... and the mean of their skews (share − equal part).
+    run_skew: f64,
+}
+
 /// What is kept of one vCPU between snapshots.
 #[derive(Debug, Clone, Copy)]
 struct VcpuHistory {
@@ -148,15 +207,8 @@ struct VcpuHistory {
     at_ns: u64,
     /// Smoothed usage, once two readings exist.
     usage: Option<f64>,
-    /// Its share of the guest's demand in the last interval measured.
-    last_share: Option<f64>,
-    /// Its share of the guest's demand over the longer run: an EWMA of
-    /// `last_share` with weight [`SHARE_WEIGHT`], starting from an equal
-    /// part.
-    share: Option<f64>,
-    /// How much one interval's share scatters: an EWMA (same weight) of
-    /// half the squared change of `last_share`, once two were seen.
-    share_var: Option<f64>,
+    /// What was measured of its share in its guest's split.
+    split: ShareHistory,
     /// The single pCPU it was pinned to at that reading.
     pin: Option<u32>,
     /// The reading was taken by [`Tracker::observe`] (a presample).
@@ -299,23 +351,43 @@ impl GuestHistory {
             let equal = 1.0 / self.vcpus.len() as f64;
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
                 let now = raw.unwrap_or(0.0) / raw_total;
-                match h.last_share {
+                let s = &mut h.split;
+                // The run, against σ as it was before this interval.
+                let skew = now - equal;
+                match s.var_long.map(f64::sqrt) {
+                    Some(sigma) if skew.abs() > RUN_BEYOND * sigma => {
+                        if s.run > 0 && skew * s.run_skew > 0.0 {
+                            s.run = (s.run + 1).min(RUN_MAX);
+                            s.run_skew += (skew - s.run_skew) / f64::from(s.run);
+                        } else {
+                            (s.run, s.run_skew) = (1, skew);
+                        }
+                    }
+                    _ => (s.run, s.run_skew) = (0, 0.0),
+                }
+                match s.last {
                     Some(last) => {
                         moved += (now - last).abs() / 2.0;
                         // Half the squared step: the variance of one
                         // interval's share, which a lasting change of
                         // level inflates once, not for as long as it lasts.
                         let var = (now - last) * (now - last) / 2.0;
-                        h.share_var = Some(match h.share_var {
+                        s.var = Some(match s.var {
                             Some(v) => v + SHARE_WEIGHT * (var - v),
                             None => var,
                         });
+                        // A mean of the steps until there are 1 / weight of
+                        // them, then the EWMA: one calm first step must not
+                        // make the scatter look small for long.
+                        s.steps = s.steps.saturating_add(1);
+                        let w = RUN_VAR_WEIGHT.max(1.0 / f64::from(s.steps));
+                        s.var_long = Some(s.var_long.map_or(var, |v| v + w * (var - v)));
                     }
                     None => seen = false,
                 }
-                h.last_share = Some(now);
-                let long = h.share.unwrap_or(equal);
-                h.share = Some(long + SHARE_WEIGHT * (now - long));
+                s.last = Some(now);
+                let long = s.share.unwrap_or(equal);
+                s.share = Some(long + SHARE_WEIGHT * (now - long));
             }
             // A split seen across a change of its pCPUs' sharing (a pin
             // change here or next to it) is the planner's doing, not the
@@ -337,7 +409,7 @@ impl GuestHistory {
         let part = demand / known.max(1) as f64;
         // The persistent shares, when every vCPU has one and has usage.
         let equal = 1.0 / self.vcpus.len().max(1) as f64;
-        let persistent = |h: &VcpuHistory| Some(persistent_share(h.share?, h.share_var?, equal));
+        let persistent = |h: &VcpuHistory| persistent_share(&h.split, equal);
         let sum: Option<f64> = (self.floating && known == self.vcpus.len())
             .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
             .flatten()
@@ -430,9 +502,7 @@ impl VcpuHistory {
             cpu_time_ns: s.cpu_time_ns,
             at_ns,
             usage: None,
-            last_share: None,
-            share: None,
-            share_var: None,
+            split: ShareHistory::default(),
             pin: single_pin(&s.affinity),
             presampled: false,
             short: false,
@@ -522,7 +592,7 @@ impl Tracker {
                 g.splits = 0;
                 g.moving = None;
                 for h in &mut g.vcpus {
-                    (h.last_share, h.share, h.share_var) = (None, None, None);
+                    h.split = ShareHistory::default();
                 }
             }
         }
@@ -617,9 +687,11 @@ impl Tracker {
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
-                                last_share: if reshaped { None } else { p.last_share },
-                                share: if reshaped { None } else { p.share },
-                                share_var: if reshaped { None } else { p.share_var },
+                                split: if reshaped {
+                                    ShareHistory::default()
+                                } else {
+                                    p.split
+                                },
                                 short: p.presampled,
                                 ..fresh
                             }
