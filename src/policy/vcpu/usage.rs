@@ -18,8 +18,8 @@
 //! share** of the demand: an equal part `1/k`, moved only by a skew that
 //! outlasts the noise (`persistent_share`): its longer-run share
 //! (EWMA weight [`SHARE_WEIGHT`]) beyond twice the scatter of one
-//! interval's share, or a run of intervals each well beyond that scatter
-//! on the same side ([`RUN_BEYOND`]), then normalised over the guest. A
+//! interval's share, or a streak of intervals each well beyond that scatter
+//! on the same side ([`STREAK_BEYOND`]), then normalised over the guest. A
 //! pCPU holding `c` of its vCPUs thus carries about `c/k` of its demand
 //! whichever vCPU its threads ran on this interval, so the guest kernel
 //! moving them changes nothing the planner sees and makes no pin change;
@@ -51,8 +51,9 @@
 //! blended with it, and the pCPUs of presampled vCPUs count as changed, so
 //! their neighbours' usage is taken afresh too.
 
-use std::cmp::Ordering;
-use std::ops::Range;
+mod history;
+
+use history::{join, pair_up, sorted_runs, Prev};
 
 use super::{Snapshot, VcpuConfig, VcpuSample};
 
@@ -73,20 +74,21 @@ pub const SHARE_WEIGHT: f64 = 0.3;
 /// The first is usually seen across the first plan's own pins, so it says
 /// nothing of where the guest's threads run.
 pub const UNSURE_SPLITS: u8 = 2;
-/// A vCPU's **run**: the intervals in a row whose share of its guest's
+/// A vCPU's **streak**: the intervals in a row whose share of its guest's
 /// demand lay more than this many σ from an equal part, all on the same
-/// side (σ: the scatter of one interval's share, over [`RUN_VAR_WEIGHT`]).
-pub const RUN_BEYOND: f64 = 2.0;
-/// A run is taken for a lasting skew once it is this long: under noise,
+/// side (σ: the scatter of one interval's share, measured with weight
+/// [`STREAK_VAR_WEIGHT`]).
+pub const STREAK_BEYOND: f64 = 2.0;
+/// A streak is taken for a lasting skew once it is this long: under noise,
 /// two such intervals in a row come about once in 2,000 (Gaussian).
-pub const RUN_MIN: u8 = 2;
-/// The run's mean skew weighs its last `RUN_MAX` intervals (then the newest
-/// by `1 / RUN_MAX`), so a skew that fades is not remembered for as long
-/// as it lasted.
-pub const RUN_MAX: u8 = 8;
-/// EWMA weight of the newest step in the σ a run is measured against:
+pub const STREAK_MIN: u8 = 2;
+/// The streak's mean skew weighs its last `STREAK_MAX` intervals (then the
+/// newest by `1 / STREAK_MAX`), so a skew that fades is not remembered for
+/// as long as it lasted.
+pub const STREAK_MAX: u8 = 8;
+/// EWMA weight of the newest step in the σ a streak is measured against:
 /// slow, so that a few calm intervals do not narrow it.
-pub const RUN_VAR_WEIGHT: f64 = 0.1;
+pub const STREAK_VAR_WEIGHT: f64 = 0.1;
 /// The split is measured only while the guest's raw demand is at least
 /// this many points (an idle guest's split is noise).
 const SHARE_MIN_DEMAND: f64 = 2.0;
@@ -141,9 +143,9 @@ pub fn stddev(loads: &[f64]) -> f64 {
 ///   alone drew pin changes for the simulator's floating guests: 2 of 4
 ///   property runs failed.) A level shift widens σ for a while, so this
 ///   sees a vCPU left idle only after 5 to 7 intervals.
-/// - a run of at least [`RUN_MIN`] intervals beyond [`RUN_BEYOND`]·σ: its
-///   mean skew, less one standard error of that mean (σ/√r over `r`
-///   intervals, σ² = `var_long`). The run itself is the evidence (noise
+/// - a streak of at least [`STREAK_MIN`] intervals beyond
+///   [`STREAK_BEYOND`]·σ: its mean skew, less one standard error of that
+///   mean (σ/√r over `r` intervals, σ² = `var_long`). The streak itself is the evidence (noise
 ///   seldom makes one), so its mean is shrunk by its own error only, and
 ///   the estimate firms up while the skew lasts: a vCPU the guest kernel
 ///   leaves (all but) idle is seen in 2 intervals.
@@ -151,11 +153,11 @@ fn persistent_share(h: &ShareHistory, equal: f64) -> Option<f64> {
     let sigma = h.var?.sqrt();
     let skew = h.share? - equal;
     let mut kept = (skew.abs() - 2.0 * sigma, skew);
-    if h.run >= RUN_MIN {
-        let error = h.var_long?.sqrt() / f64::from(h.run).sqrt();
-        let by_run = h.run_skew.abs() - error;
-        if by_run > kept.0 {
-            kept = (by_run, h.run_skew);
+    if h.streak >= STREAK_MIN {
+        let error = h.var_long?.sqrt() / f64::from(h.streak).sqrt();
+        let by_streak = h.streak_skew.abs() - error;
+        if by_streak > kept.0 {
+            kept = (by_streak, h.streak_skew);
         }
     }
     Some((equal + kept.0.max(0.0).copysign(kept.1)).max(0.0))
@@ -186,17 +188,17 @@ struct ShareHistory {
     /// How much one interval's share scatters: an EWMA (same weight) of
     /// half the squared change of `last`, once two were seen.
     var: Option<f64>,
-    /// The same with weight [`RUN_VAR_WEIGHT`] (a plain mean of the first
-    /// steps): the scatter its run is measured against.
+    /// The same with weight [`STREAK_VAR_WEIGHT`] (a plain mean of the first
+    /// steps): the scatter its streak is measured against.
     var_long: Option<f64>,
     /// Steps seen in `var_long` (counting stops at 255).
     steps: u8,
-    /// How many intervals in a row (counting stops at [`RUN_MAX`]) its
-    /// share lay beyond [`RUN_BEYOND`]·σ on the same side of an equal part
+    /// How many intervals in a row (counting stops at [`STREAK_MAX`]) its
+    /// share lay beyond [`STREAK_BEYOND`]·σ on the same side of an equal part
     /// ...
-    run: u8,
+    streak: u8,
     /// ... and the mean of their skews (share − equal part).
-    run_skew: f64,
+    streak_skew: f64,
 }
 
 /// What is kept of one vCPU between snapshots.
@@ -267,65 +269,6 @@ pub(super) struct Tracker {
     guests: Vec<GuestHistory>,
 }
 
-/// `snap`'s vCPUs sorted by (domain, vCPU), duplicates dropped, and the
-/// index ranges of its runs of one domain. One comparison of the domain
-/// strings per vCPU when the snapshot is in order (the adapter reads
-/// domains in order); a sort and a second pass otherwise.
-fn sorted_runs(snap: &Snapshot) -> (Vec<&VcpuSample>, Vec<Range<usize>>) {
-    let mut order: Vec<&VcpuSample> = snap.vcpus.iter().collect();
-    if let Some(runs) = runs_if_sorted(&mut order) {
-        return (order, runs);
-    }
-    order.sort_unstable_by(|a, b| (a.domain.as_str(), a.vcpu).cmp(&(b.domain.as_str(), b.vcpu)));
-    let runs = runs_if_sorted(&mut order).unwrap_or_default();
-    (order, runs)
-}
-
-/// Drops duplicates of `order` and returns its runs of one domain, or
-/// `None` (leaving `order` as it was) if it is not sorted.
-fn runs_if_sorted(order: &mut Vec<&VcpuSample>) -> Option<Vec<Range<usize>>> {
-    let mut keep = vec![true; order.len()];
-    let mut starts = Vec::new();
-    for i in 1..order.len() {
-        let (a, b) = (order[i - 1], order[i]);
-        match a.domain.cmp(&b.domain) {
-            Ordering::Less => starts.push(i),
-            Ordering::Greater => return None,
-            Ordering::Equal => match a.vcpu.cmp(&b.vcpu) {
-                Ordering::Less => {}
-                Ordering::Equal => keep[i] = false,
-                Ordering::Greater => return None,
-            },
-        }
-    }
-    if keep.iter().all(|&k| k) {
-        let mut runs = Vec::with_capacity(starts.len() + 1);
-        let mut from = 0;
-        for s in starts.into_iter().chain([order.len()]) {
-            if s > from {
-                runs.push(from..s);
-            }
-            from = s;
-        }
-        return Some(runs);
-    }
-    // Duplicates: drop them, then the runs of what is left.
-    let mut j = 0;
-    order.retain(|_| {
-        j += 1;
-        keep[j - 1]
-    });
-    let mut runs = Vec::new();
-    let mut from = 0;
-    for i in 1..=order.len() {
-        if i == order.len() || order[i].domain != order[from].domain {
-            runs.push(from..i);
-            from = i;
-        }
-    }
-    Some(runs)
-}
-
 impl GuestHistory {
     /// Updates the demand, the split and whether the guest floats from
     /// this interval's raw usages (`raws`, in vCPU order), and sets the
@@ -352,18 +295,18 @@ impl GuestHistory {
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
                 let now = raw.unwrap_or(0.0) / raw_total;
                 let s = &mut h.split;
-                // The run, against σ as it was before this interval.
+                // The streak, against σ as it was before this interval.
                 let skew = now - equal;
                 match s.var_long.map(f64::sqrt) {
-                    Some(sigma) if skew.abs() > RUN_BEYOND * sigma => {
-                        if s.run > 0 && skew * s.run_skew > 0.0 {
-                            s.run = (s.run + 1).min(RUN_MAX);
-                            s.run_skew += (skew - s.run_skew) / f64::from(s.run);
+                    Some(sigma) if skew.abs() > STREAK_BEYOND * sigma => {
+                        if s.streak > 0 && skew * s.streak_skew > 0.0 {
+                            s.streak = (s.streak + 1).min(STREAK_MAX);
+                            s.streak_skew += (skew - s.streak_skew) / f64::from(s.streak);
                         } else {
-                            (s.run, s.run_skew) = (1, skew);
+                            (s.streak, s.streak_skew) = (1, skew);
                         }
                     }
-                    _ => (s.run, s.run_skew) = (0, 0.0),
+                    _ => (s.streak, s.streak_skew) = (0, 0.0),
                 }
                 match s.last {
                     Some(last) => {
@@ -380,7 +323,7 @@ impl GuestHistory {
                         // them, then the EWMA: one calm first step must not
                         // make the scatter look small for long.
                         s.steps = s.steps.saturating_add(1);
-                        let w = RUN_VAR_WEIGHT.max(1.0 / f64::from(s.steps));
+                        let w = STREAK_VAR_WEIGHT.max(1.0 / f64::from(s.steps));
                         s.var_long = Some(s.var_long.map_or(var, |v| v + w * (var - v)));
                     }
                     None => seen = false,
@@ -429,67 +372,6 @@ impl GuestHistory {
                 (Some(_), ..) if unsure => part,
                 (Some(u), ..) => u,
             };
-        }
-    }
-}
-
-/// For each run of one domain in `order` (sorted), the index in `guests`
-/// (sorted by key) of its history: one merge of the two lists, one string
-/// comparison per guest in the common case.
-fn join(
-    guests: &[GuestHistory],
-    order: &[&VcpuSample],
-    runs: &[Range<usize>],
-) -> Vec<Option<usize>> {
-    let mut i = 0;
-    runs.iter()
-        .map(|run| {
-            let dom = order[run.start].domain.as_str();
-            while let Some(g) = guests.get(i) {
-                match g.key.as_str().cmp(dom) {
-                    Ordering::Less => i += 1,
-                    Ordering::Equal => return Some(i),
-                    Ordering::Greater => return None,
-                }
-            }
-            None
-        })
-        .collect()
-}
-
-/// The previous readings of one run of vCPUs, by position in the run.
-enum Prev {
-    /// The guest has the same vCPUs as before: its histories, in order.
-    Aligned,
-    /// It gained or lost vCPUs (or is new): each one's history, if any.
-    Mapped(Vec<Option<VcpuHistory>>),
-}
-
-impl Prev {
-    /// Pairs `samples` (one run, in vCPU order) with the histories of
-    /// `vcpus` (in vCPU order).
-    fn of(vcpus: &[VcpuHistory], samples: &[&VcpuSample]) -> Prev {
-        let aligned = vcpus.len() == samples.len()
-            && vcpus.iter().zip(samples).all(|(h, s)| h.vcpu == s.vcpu);
-        if aligned {
-            return Prev::Aligned;
-        }
-        Prev::Mapped(
-            samples
-                .iter()
-                .map(|s| {
-                    let j = vcpus.binary_search_by_key(&s.vcpu, |h| h.vcpu).ok()?;
-                    Some(vcpus[j])
-                })
-                .collect(),
-        )
-    }
-
-    /// The history of the `j`-th vCPU of the run.
-    fn get(&self, vcpus: &[VcpuHistory], j: usize) -> Option<VcpuHistory> {
-        match self {
-            Prev::Aligned => Some(vcpus[j]),
-            Prev::Mapped(m) => m[j],
         }
     }
 }
@@ -610,46 +492,9 @@ impl Tracker {
         let (order, runs) = sorted_runs(snap);
         let at = join(&self.guests, &order, &runs);
 
-        // Pass 1: pair each sample with its previous reading and note the
-        // pCPUs whose set of pinned vCPUs changed since then.
-        let mut old = std::mem::take(&mut self.guests);
-        let mut changed: Vec<u32> = Vec::new();
-        let mut pending: Vec<(GuestHistory, Prev)> = Vec::with_capacity(runs.len());
-        for (run, at) in runs.iter().zip(at) {
-            let samples = &order[run.clone()];
-            let prev = match at {
-                Some(i) => std::mem::take(&mut old[i]),
-                None => GuestHistory {
-                    key: samples[0].domain.clone(),
-                    ..GuestHistory::default()
-                },
-            };
-            let pairing = Prev::of(&prev.vcpus, samples);
-            for (j, s) in samples.iter().enumerate() {
-                let p = pairing.get(&prev.vcpus, j);
-                let (was, now) = (p.and_then(|h| h.pin), single_pin(&s.affinity));
-                if p.map_or(true, |h| h.presampled) || was != now {
-                    changed.extend(was);
-                    changed.extend(now);
-                }
-            }
-            if matches!(pairing, Prev::Mapped(_)) {
-                // vCPUs of this domain that vanished.
-                let gone = prev
-                    .vcpus
-                    .iter()
-                    .filter(|h| samples.binary_search_by_key(&h.vcpu, |s| s.vcpu).is_err());
-                changed.extend(gone.filter_map(|h| h.pin));
-            }
-            pending.push((prev, pairing));
-        }
-        // Domains that vanished (the others were taken, leaving no vCPUs).
-        changed.extend(
-            old.iter()
-                .flat_map(|g| g.vcpus.iter().filter_map(|h| h.pin)),
-        );
-        changed.sort_unstable();
-        changed.dedup();
+        // Pass 1: pair each guest with its history, and note the pCPUs
+        // whose set of pinned vCPUs changed since then.
+        let (pending, changed) = pair_up(std::mem::take(&mut self.guests), &order, &runs, at);
 
         // Pass 2: usage per vCPU, then the guest's demand, shares and weights.
         let now = snap.monotonic_ns;
