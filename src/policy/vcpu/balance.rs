@@ -413,6 +413,12 @@ impl<'a> Balancer<'a> {
         }
     }
 
+    /// The loads' sum of squared deviations at or below which their
+    /// std-dev is within the aim.
+    fn reach(&self) -> f64 {
+        (self.aim + EPS).powi(2) * self.load.len() as f64
+    }
+
     /// Runs the search, then the exhaustive one where it is small enough;
     /// marks each moved vCPU in `kind`.
     pub fn run(&mut self, kind: &mut [Option<PinKind>]) -> Decision {
@@ -422,7 +428,7 @@ impl<'a> Balancer<'a> {
             return decision;
         }
         // Still short of the aim after a capped search: the cap stopped it.
-        let reach = (self.aim + EPS).powi(2) * self.load.len() as f64;
+        let reach = self.reach();
         let capped = matches!(decision, Decision::Rebalanced { capped: true, .. })
             && sum_sq(self.load) > reach;
         let mut moves = 0;
@@ -439,8 +445,7 @@ impl<'a> Balancer<'a> {
 
     /// The greedy local search.
     fn local_search(&mut self, kind: &mut [Option<PinKind>]) -> Decision {
-        let np = self.load.len();
-        let reach = (self.aim + EPS).powi(2) * np as f64;
+        let reach = self.reach();
         let (mut moves, mut swaps, mut spent) = (0, 0, 0);
         let mut capped = false;
         loop {

@@ -35,7 +35,7 @@ impl Balancer<'_> {
         };
         let mut busy: Vec<usize> = self.members.iter().flatten().map(|e| e.1).collect();
         busy.sort_unstable();
-        let reach = (self.aim + EPS).powi(2) * np as f64;
+        let reach = self.reach();
         let mut digits = vec![0usize; k];
         let mut loads = vec![0.0; np];
         let pairs = guest_pairs(&busy, self.guest);

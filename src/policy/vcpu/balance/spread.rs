@@ -64,14 +64,14 @@ impl Balancer<'_> {
     /// replaced any.
     fn spread_pass(&mut self, kind: &mut [Option<PinKind>]) -> bool {
         let mut any = false;
-        let np = self.load.len();
-        let reach = (self.aim + EPS).powi(2) * np as f64;
+        let reach = self.reach();
         let moved: Vec<usize> = (0..self.loc.len())
             .filter(|&v| matches!(self.cur[v], Some(s) if s != self.loc[v]))
             .collect();
-        // The loads' sum of squares and mean, until a replacement changes them.
-        let stats = |load: &[f64]| (sum_sq(load), load.iter().sum::<f64>() / np as f64);
-        let (mut ss, mut mean) = stats(self.load);
+        // The loads' sum of squares, until a replacement changes it (their
+        // mean stays: a replacement moves no load off the pCPUs).
+        let mean = self.mean;
+        let mut ss = sum_sq(self.load);
         for v in moved {
             let (Some(s), t) = (self.cur[v], self.loc[v]) else {
                 continue;
@@ -110,7 +110,7 @@ impl Balancer<'_> {
                 self.relocate(u, s, t);
                 kind[u] = kind[v].take();
                 any = true;
-                (ss, mean) = stats(self.load);
+                ss = sum_sq(self.load);
             }
         }
         any
