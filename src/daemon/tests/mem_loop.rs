@@ -1,0 +1,137 @@
+//! The memory loop's ticks: releases before grants, stats periods of
+//! restarted guests, and grants funded by releases that failed.
+use super::*;
+
+fn mem_tick(clock: &FakeClock, w: &Rc<RefCell<World>>, l: &mut MemLoop, m: &mut Metrics, t: u32) {
+    clock.set(SEC * t);
+    with_ctx(clock, w, false, m, |ctx, src| l.tick(ctx, src)).expect("tick");
+}
+
+#[test]
+fn a_stop_after_a_release_leaves_the_grants_unapplied() {
+    let clock = FakeClock::default();
+    let mut donor = dom("donor", &[]);
+    donor.mem = mem_of("donor", 2048, 4096, 400, 1);
+    let w = world(&clock, &[0], vec![donor]);
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    {
+        let mut w = w.borrow_mut();
+        w.host_free_kib = 200 * MIB;
+        w.doms[0].mem.last_update = Some(3);
+        let mut needy = dom("needy", &[]);
+        needy.mem = mem_of("needy", 512, 2048, 30, 1);
+        w.doms.push(needy);
+        w.stop_after = Some(1);
+    }
+    clock.set(2 * SEC);
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let names: Vec<String> = w.borrow().setmem.iter().map(|s| s.0.clone()).collect();
+    assert_eq!(names, ["donor"], "stopped after the release");
+    assert_eq!(m.memory_granted_kib_total, 0);
+}
+
+#[test]
+fn a_restarted_guest_gets_its_stats_period_again() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0], vec![dom("g", &[])]);
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    mem_tick(&clock, &w, &mut l, &mut m, 0);
+    mem_tick(&clock, &w, &mut l, &mut m, 2);
+    assert_eq!(w.borrow().periods.len(), 1, "set once per running instance");
+    // Stopped and started again: same UUID, new ID.
+    w.borrow_mut().doms[0].id = 2;
+    mem_tick(&clock, &w, &mut l, &mut m, 4);
+    assert_eq!(w.borrow().periods.len(), 2, "set again after the restart");
+    mem_tick(&clock, &w, &mut l, &mut m, 6);
+    assert_eq!(w.borrow().periods.len(), 2);
+}
+
+#[test]
+fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0], vec![dom("g", &[])]);
+    w.borrow_mut().period_fault = Box::new(|_| {
+        Some(Failure::new(
+            ErrorKind::Unsupported,
+            "virDomainSetMemoryStatsPeriod(g): no balloon",
+        ))
+    });
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    mem_tick(&clock, &w, &mut l, &mut m, 0);
+    mem_tick(&clock, &w, &mut l, &mut m, 2);
+    assert_eq!(w.borrow().period_attempts, 1, "tried once per instance");
+    assert_eq!(l.warnings(), 1, "warned once");
+    w.borrow_mut().doms[0].id = 7;
+    mem_tick(&clock, &w, &mut l, &mut m, 4);
+    assert_eq!(
+        w.borrow().period_attempts,
+        2,
+        "tried again after the restart"
+    );
+    assert_eq!(
+        l.warnings(),
+        1,
+        "the old instance's key is gone, the new one warned"
+    );
+}
+
+#[test]
+fn a_grant_funded_by_a_failed_release_is_not_applied() {
+    let clock = FakeClock::default();
+    let mut donor = dom("donor", &[]);
+    donor.mem = mem_of("donor", 2048, 4096, 400, 1);
+    let w = world(&clock, &[0], vec![donor]);
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    {
+        // Host exactly at its reserve: the needy guest's grant can only be
+        // funded by the donor's release, which libvirt refuses.
+        let mut w = w.borrow_mut();
+        w.host_free_kib = 200 * MIB;
+        w.doms[0].mem.last_update = Some(3);
+        let mut needy = dom("needy", &[]);
+        needy.mem = mem_of("needy", 512, 2048, 30, 1);
+        w.doms.push(needy);
+        w.setmem_fault =
+            Box::new(|name| (name == "donor").then(|| Failure::new(ErrorKind::Other, "refused")));
+    }
+    clock.set(2 * SEC);
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let w = w.borrow();
+    assert!(
+        !w.setmem.iter().any(|(n, _)| n == "needy"),
+        "unfunded grant applied: {:?}",
+        w.setmem
+    );
+    assert_eq!(m.memory_granted_kib_total, 0);
+}
+
+#[test]
+fn a_grant_funded_by_a_release_that_worked_is_applied() {
+    let clock = FakeClock::default();
+    let mut donor = dom("donor", &[]);
+    donor.mem = mem_of("donor", 2048, 4096, 400, 1);
+    let w = world(&clock, &[0], vec![donor]);
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    {
+        let mut w = w.borrow_mut();
+        w.host_free_kib = 200 * MIB;
+        w.doms[0].mem.last_update = Some(3);
+        let mut needy = dom("needy", &[]);
+        needy.mem = mem_of("needy", 512, 2048, 30, 1);
+        w.doms.push(needy);
+    }
+    clock.set(2 * SEC);
+    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let names: Vec<String> = w.borrow().setmem.iter().map(|s| s.0.clone()).collect();
+    assert_eq!(names, ["donor", "needy"], "release first, then the grant");
+    assert!(m.memory_granted_kib_total > 0);
+    assert!(m.memory_granted_kib_total <= m.memory_released_kib_total);
+}
