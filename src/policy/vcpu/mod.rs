@@ -286,7 +286,7 @@ impl Scheduler {
     /// unknown and it would be placed by count.
     ///
     /// The daemon's contract: when this is true, call [`Scheduler::observe`]
-    /// with `snap`, take a second snapshot a short while later (~0.5 s),
+    /// with `snap`, take a second snapshot a short while later (~1 s),
     /// and [`Scheduler::plan`] on that one. Its new vCPUs then have a usage
     /// measured over the short window; the others keep their usage over
     /// the whole interval. The next interval's reading replaces the short
