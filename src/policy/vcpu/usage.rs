@@ -79,8 +79,9 @@ pub const UNSURE_SPLITS: u8 = 2;
 /// side (σ: the scatter of one interval's share, measured with weight
 /// [`STREAK_VAR_WEIGHT`]).
 pub const STREAK_BEYOND: f64 = 2.0;
-/// A streak is taken for a lasting skew once it is this long: under noise,
-/// two such intervals in a row come about once in 2,000 (Gaussian).
+/// A streak is taken for a lasting skew once it is this long: under
+/// Gaussian noise, two intervals in a row beyond 2σ on the same side come
+/// about once in 970 per vCPU.
 pub const STREAK_MIN: u8 = 2;
 /// The streak's mean skew weighs its last `STREAK_MAX` intervals (then the
 /// newest by `1 / STREAK_MAX`), so a skew that fades is not remembered for
@@ -195,7 +196,7 @@ struct ShareHistory {
     steps: u8,
     /// How many intervals in a row (counting stops at [`STREAK_MAX`]) its
     /// share lay beyond [`STREAK_BEYOND`]·σ on the same side of an equal part
-    /// ...
+    /// (an interval whose split was not measured ends it) ...
     streak: u8,
     /// ... and the mean of their skews (share − equal part).
     streak_skew: f64,
@@ -288,7 +289,14 @@ impl GuestHistory {
         } else if self.vcpus.iter().all(|h| h.usage.is_none()) {
             self.demand = None;
         }
-        if all_raw && !short && raw_total >= SHARE_MIN_DEMAND {
+        let measured = all_raw && !short && raw_total >= SHARE_MIN_DEMAND;
+        if !measured {
+            // A streak is of intervals in a row: one not measured ends it.
+            for h in &mut self.vcpus {
+                (h.split.streak, h.split.streak_skew) = (0, 0.0);
+            }
+        }
+        if measured {
             self.splits = self.splits.saturating_add(1).min(UNSURE_SPLITS);
             let (mut moved, mut seen) = (0.0, true);
             let equal = 1.0 / self.vcpus.len() as f64;

@@ -498,3 +498,40 @@ fn a_vcpu_left_idle_is_seen_within_three_intervals() {
         "acted after {acted:?} intervals"
     );
 }
+
+#[test]
+fn a_streak_does_not_bridge_an_interval_it_could_not_measure() {
+    // A floating 4-vCPU guest of 60 points (as in the test above) leaves
+    // vCPU 0 at 2 % for one interval, goes idle for one (its split cannot
+    // be measured), then leaves vCPU 0 at 2 % again. The two skewed
+    // intervals are not in a row, so they make no streak: vCPU 0 keeps
+    // about its equal part of the guest's weight. (Bridging the idle
+    // interval, it was planned at 11 % of it.)
+    let cfg = VcpuConfig::default();
+    let mut t = super::super::usage::Tracker::default();
+    let mut cum = [0u64; 4];
+    let mut share0 = 0.0;
+    for k in 0..13u64 {
+        let split = match k {
+            10 | 12 => [0.02, 0.36, 0.30, 0.32],
+            11 => [0.0; 4],
+            _ if k % 2 == 0 => [0.30, 0.20, 0.28, 0.22],
+            _ => [0.20, 0.30, 0.22, 0.28],
+        };
+        let snap = Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus: (0..4)
+                .map(|v| {
+                    cum[v] += (split[v] * 60.0 * 1e7) as u64;
+                    sample("a", v as u32, cum[v], &[(v / 2) as u32])
+                })
+                .collect(),
+        };
+        let m = t.measure(&snap, &cfg);
+        let total: f64 = m.iter().map(|m| m.weight).sum();
+        share0 = m[0].weight / total.max(EPS);
+    }
+    assert_eq!(t.floating("uuid-a"), Some(true));
+    assert!(share0 > 0.2, "vCPU 0 planned at {share0:.3} of its guest");
+}
