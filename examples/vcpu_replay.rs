@@ -5,11 +5,12 @@
 //! It reads the run's `vcpu.csv` (the lab's 1 s sampler: cumulative vCPU
 //! time and affinity per guest and vCPU) and `report.md` (when kvmsched
 //! started and stopped). From kvmsched's start it builds a snapshot every
-//! `INTERVAL_S` seconds (default 4), presampling one sample later when the
-//! planner asks for it as the daemon does, and prints per interval:
+//! `INTERVAL_S` seconds (default 4, at least 1), presampling on the next
+//! sample (1 s later) when the planner asks for it, much as the daemon
+//! does, and prints per interval:
 //! - the plan's one-line summary;
 //! - `measured`: the pCPU loads the lab measured over that interval (vCPU
-//!   time by the pCPU the vCPU was pinned to) and their std-dev.
+//!   time by the pCPU the lab counted each vCPU on) and their std-dev.
 //!
 //! With `REPLAY_GUESTS=1` it also prints, per guest, whether its threads
 //! float and its vCPUs' smoothed usage.
@@ -25,8 +26,10 @@ use std::process::ExitCode;
 use kvmsched::policy::vcpu::usage::stddev;
 use kvmsched::policy::vcpu::{parse_cpu_list, Scheduler, Snapshot, VcpuConfig, VcpuSample};
 
+/// One vCPU row: the sample, and the pCPU the lab counted its load on.
+type Row = (VcpuSample, Option<u32>);
 /// One sampler instant: its time (s) and its vCPU rows.
-type Instant = (f64, Vec<VcpuSample>);
+type Instant = (f64, Vec<Row>);
 
 fn field<'a>(cols: &[&'a str], head: &[&str], name: &str) -> Result<&'a str, String> {
     let i = head
@@ -38,6 +41,14 @@ fn field<'a>(cols: &[&'a str], head: &[&str], name: &str) -> Result<&'a str, Str
         .ok_or_else(|| format!("vcpu.csv: a row has no {name}"))
 }
 
+/// The lab's affinity column: `0`, `0+1`, or `-` when it was not read.
+fn cpus(field: &str) -> Option<Vec<u32>> {
+    match field {
+        "-" | "" => Some(Vec::new()),
+        f => parse_cpu_list(&f.replace('+', ",")).ok(),
+    }
+}
+
 fn read_samples(csv: &str) -> Result<Vec<Instant>, String> {
     let mut lines = csv.lines();
     let head: Vec<&str> = lines
@@ -45,28 +56,25 @@ fn read_samples(csv: &str) -> Result<Vec<Instant>, String> {
         .ok_or("vcpu.csv is empty")?
         .split(',')
         .collect();
-    let mut by_t: BTreeMap<u64, Vec<VcpuSample>> = BTreeMap::new();
+    let mut by_t: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
     for line in lines {
         let cols: Vec<&str> = line.split(',').collect();
         let bad = |what: &str| format!("vcpu.csv: bad {what} in {line:?}");
-        let t: f64 = field(&cols, &head, "t")?.parse().map_err(|_| bad("t"))?;
-        let guest = field(&cols, &head, "guest")?.to_string();
-        let affinity =
-            parse_cpu_list(field(&cols, &head, "affinity")?).map_err(|_| bad("affinity"))?;
+        let get = |name: &str| field(&cols, &head, name);
+        let t: f64 = get("t")?.parse().map_err(|_| bad("t"))?;
+        let guest = get("guest")?.to_string();
+        let sample = VcpuSample {
+            domain: guest.clone(),
+            name: guest,
+            vcpu: get("vcpu")?.parse().map_err(|_| bad("vcpu"))?,
+            cpu_time_ns: get("time_ns")?.parse().map_err(|_| bad("time_ns"))?,
+            affinity: cpus(get("affinity")?).ok_or_else(|| bad("affinity"))?,
+            running_on: get("ran_on")?.parse().ok(),
+        };
+        let counted_on = get("counted_on")?.parse().ok();
         by_t.entry((t * 1000.0).round() as u64)
             .or_default()
-            .push(VcpuSample {
-                domain: guest.clone(),
-                name: guest,
-                vcpu: field(&cols, &head, "vcpu")?
-                    .parse()
-                    .map_err(|_| bad("vcpu"))?,
-                cpu_time_ns: field(&cols, &head, "time_ns")?
-                    .parse()
-                    .map_err(|_| bad("time_ns"))?,
-                affinity,
-                running_on: field(&cols, &head, "ran_on")?.parse().ok(),
-            });
+            .push((sample, counted_on));
     }
     Ok(by_t
         .into_iter()
@@ -87,24 +95,24 @@ fn snapshot(at: &Instant, pcpus: &[u32]) -> Snapshot {
     Snapshot {
         monotonic_ns: (at.0 * 1e9) as u64,
         pcpus: pcpus.to_vec(),
-        vcpus: at.1.clone(),
+        vcpus: at.1.iter().map(|(s, _)| s.clone()).collect(),
     }
 }
 
-/// The pCPU loads measured between two instants, in `pcpus` order.
+/// The pCPU loads measured between two instants, in `pcpus` order: each
+/// vCPU's usage on the pCPU the lab counted it on.
 fn measured_loads(from: &Instant, to: &Instant, pcpus: &[u32]) -> Option<Vec<f64>> {
     let dt = to.0 - from.0;
     if dt <= 0.0 {
         return None;
     }
     let mut loads = vec![0.0; pcpus.len()];
-    for s in &to.1 {
-        let before = from
+    for (s, on) in &to.1 {
+        let (before, _) = from
             .1
             .iter()
-            .find(|p| p.domain == s.domain && p.vcpu == s.vcpu)?;
-        let on = s.affinity.first().copied()?;
-        let i = pcpus.iter().position(|&c| c == on)?;
+            .find(|(p, _)| p.domain == s.domain && p.vcpu == s.vcpu)?;
+        let i = pcpus.iter().position(|c| Some(*c) == *on)?;
         loads[i] += s.cpu_time_ns.saturating_sub(before.cpu_time_ns) as f64 / 1e9 / dt * 100.0;
     }
     Some(loads)
@@ -116,7 +124,11 @@ fn run() -> Result<(), String> {
         .next()
         .ok_or("usage: vcpu_replay RUN_DIR [INTERVAL_S]")?;
     let interval: f64 = match args.next() {
-        Some(s) => s.parse().map_err(|_| format!("bad interval {s:?}"))?,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|i: &f64| i.is_finite() && *i >= 1.0)
+            .ok_or_else(|| format!("bad interval {s:?}: seconds, at least 1"))?,
         None => 4.0,
     };
     let read =
@@ -127,7 +139,7 @@ fn run() -> Result<(), String> {
     let stop = number_after(&report, "stopped at t=").unwrap_or(f64::MAX);
     let mut pcpus: Vec<u32> = samples
         .iter()
-        .flat_map(|(_, v)| v.iter().flat_map(|s| s.affinity.iter().copied()))
+        .flat_map(|(_, v)| v.iter().flat_map(|(s, _)| s.affinity.iter().copied()))
         .collect();
     pcpus.sort_unstable();
     pcpus.dedup();
@@ -174,6 +186,8 @@ fn run() -> Result<(), String> {
             }
         }
         last = Some(i);
+        // The next sample at least an interval on (less a quarter of the
+        // sampler's period, for its jitter); `interval` ≥ 1 s moves on.
         let next = samples[i].0 + interval - 0.25;
         match samples[i..].iter().position(|(t, _)| *t >= next) {
             Some(k) => i += k,
