@@ -37,10 +37,10 @@ use crate::virt::{CpuMap, ErrorKind};
 /// floating over two saturated pCPUs were placed one busy guest on one
 /// pCPU and the other with both light ones in 3 of 7 real runs; each of
 /// the 130 readings of 1 s the lab took of them before the first plan
-/// ranked them right.
-/// At most half the interval, so the time between two interval starts
-/// stays far from the 2.5 intervals after which the usage history
-/// restarts.
+/// ranked them right. At most half the interval: the next interval keeps
+/// its start (intervals are timed from their start, before this read), so
+/// its reading spans the rest, at least half an interval, which the
+/// history takes as a whole interval.
 pub fn presample_window(interval: Duration) -> Duration {
     Duration::from_secs(1).min(interval / 2)
 }
