@@ -289,14 +289,7 @@ impl GuestHistory {
         } else if self.vcpus.iter().all(|h| h.usage.is_none()) {
             self.demand = None;
         }
-        let measured = all_raw && !short && raw_total >= SHARE_MIN_DEMAND;
-        if !measured {
-            // A streak is of intervals in a row: one not measured ends it.
-            for h in &mut self.vcpus {
-                (h.split.streak, h.split.streak_skew) = (0, 0.0);
-            }
-        }
-        if measured {
+        if all_raw && !short && raw_total >= SHARE_MIN_DEMAND {
             self.splits = self.splits.saturating_add(1).min(UNSURE_SPLITS);
             let (mut moved, mut seen) = (0.0, true);
             let equal = 1.0 / self.vcpus.len() as f64;
@@ -353,6 +346,11 @@ impl GuestHistory {
                 } else {
                     FLOATING_ABOVE
                 };
+            }
+        } else {
+            // A streak is of intervals in a row: one not measured ends it.
+            for h in &mut self.vcpus {
+                (h.split.streak, h.split.streak_skew) = (0, 0.0);
             }
         }
         let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
