@@ -1,11 +1,16 @@
-//! The planner's tests: table tests and the helpers all of them use. The
-//! contention simulator (`sim`), guests as two levels (`guests`) and the
-//! property tests (`properties`) have modules of their own.
+//! The planner's tests: the helpers all of them use, and the table tests
+//! of balancing (moves, swaps, confirmation, the cap, the aim) and of the
+//! plan's config and report. Placement (`place`), the usage history
+//! (`history`), the contention simulator (`sim`), guests as two levels
+//! (`guests`) and the property tests (`properties`) have modules of their
+//! own.
 use super::usage::stddev;
 use super::*;
 use proptest::prelude::*;
 
 mod guests;
+mod history;
+mod place;
 mod properties;
 mod sim;
 
@@ -201,215 +206,6 @@ fn four_guests_by_four_vcpus_two_busy_two_idle() {
             p.decision,
             Decision::Rebalanced { capped: false, .. }
         ));
-    }
-}
-
-#[test]
-fn unpinned_vcpus_are_hard_pinned_in_warmup_by_count() {
-    let all: &[u32] = &[0, 1, 2, 3];
-    let specs: Vec<Spec<'_>> = (0..6).map(|v| ("g", v, 50.0, all)).collect();
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let snap = snap_at(0, all, &specs);
-    let p = s.plan(&snap);
-    assert_eq!(p.decision, Decision::Warmup);
-    assert_eq!(p.placed, 6);
-    assert_eq!(p.pins.len(), 6);
-    assert!(p
-        .pins
-        .iter()
-        .all(|x| x.kind == PinKind::Placement && x.from.is_none()));
-    let targets: Vec<u32> = p.pins.iter().map(|x| x.pcpu).collect();
-    assert_eq!(targets, vec![0, 1, 2, 3, 0, 1]);
-}
-
-#[test]
-fn unpinned_vcpus_with_known_usage_are_placed_largest_first() {
-    let both: &[u32] = &[0, 1];
-    let specs: [Spec<'_>; 4] = [
-        ("a", 0, 30.0, both),
-        ("b", 0, 100.0, both),
-        ("c", 0, 100.0, both),
-        ("d", 0, 30.0, both),
-    ];
-    let (_, p) = measured_plan(VcpuConfig::default(), both, &specs);
-    assert_eq!(p.pins.len(), 4);
-    assert!((load_of(&p, 0) - 130.0).abs() < 1e-6, "{p}");
-    assert!((load_of(&p, 1) - 130.0).abs() < 1e-6);
-    // Multi-CPU affinity is not "pinned".
-    assert_eq!(p.placed, 4);
-}
-
-#[test]
-fn vcpu_on_offline_pcpu_is_replaced() {
-    // pCPU 2 went offline; its vCPU must move to a usable one.
-    let specs: [Spec<'_>; 3] = [
-        ("a", 0, 40.0, &[0]),
-        ("b", 0, 40.0, &[2]),
-        ("c", 0, 10.0, &[1]),
-    ];
-    let (_, p) = measured_plan(VcpuConfig::default(), &[0, 1], &specs);
-    assert_eq!(p.pins.len(), 1, "{p}");
-    let pin = &p.pins[0];
-    assert_eq!((pin.name, pin.pcpu, pin.from), ("b", 1, Some(2)));
-    assert_eq!(pin.kind, PinKind::Placement);
-    assert_eq!(p.loads_after, vec![(0, 40.0), (1, 50.0)]);
-    // Before: b's load is not attributed to a usable pCPU.
-    assert_eq!(p.loads_before, vec![(0, 40.0), (1, 10.0)]);
-}
-
-#[test]
-fn cpus_option_restricts_pcpus() {
-    let cfg = VcpuConfig {
-        cpus: Some(vec![2, 1]),
-        ..VcpuConfig::default()
-    };
-    let all: &[u32] = &[0, 1, 2, 3];
-    let specs: Vec<Spec<'_>> = (0..4).map(|v| ("g", v, 10.0, &[0u32][..])).collect();
-    let mut s = Scheduler::new(cfg);
-    let snap = snap_at(0, all, &specs);
-    let p = s.plan(&snap);
-    assert_eq!(
-        p.loads_after.iter().map(|l| l.0).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
-    let targets: Vec<u32> = p.pins.iter().map(|x| x.pcpu).collect();
-    assert_eq!(targets, vec![1, 2, 1, 2]);
-}
-
-#[test]
-fn no_usable_pcpu_means_no_pin() {
-    let cfg = VcpuConfig {
-        cpus: Some(vec![9]),
-        ..VcpuConfig::default()
-    };
-    let specs: [Spec<'_>; 1] = [("a", 0, 10.0, &[0, 1])];
-    let mut s = Scheduler::new(cfg);
-    let snap = snap_at(0, &[0, 1], &specs);
-    let p = s.plan(&snap);
-    assert_eq!(p.decision, Decision::NoUsablePcpus);
-    assert!(p.pins.is_empty());
-    let p = Scheduler::new(VcpuConfig::default()).plan(leak(Snapshot::default()));
-    assert_eq!(p.decision, Decision::NoUsablePcpus);
-    let p = Scheduler::new(VcpuConfig::default()).plan(leak(Snapshot {
-        pcpus: vec![0, 1],
-        ..Snapshot::default()
-    }));
-    assert_eq!(p.decision, Decision::Idle);
-    assert_eq!(p.loads_after, vec![(0, 0.0), (1, 0.0)]);
-}
-
-#[test]
-fn first_interval_moves_nothing_already_pinned() {
-    let specs: Vec<Spec<'_>> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|d| (*d, 0, 25.0, &[0u32][..]))
-        .collect();
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let snap = snap_at(0, &[0, 1], &specs);
-    let p = s.plan(&snap);
-    assert_eq!(p.decision, Decision::Warmup);
-    assert!(p.pins.is_empty());
-    assert_eq!(s.usage("uuid-a", 0), None);
-    let snap = snap_at(1, &[0, 1], &specs);
-    let p = s.plan(&snap);
-    assert_eq!(p.pins.len(), 2);
-    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 25.0).abs() < 1e-9);
-}
-
-#[test]
-fn vanished_domain_is_forgotten_and_new_one_starts_fresh() {
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let specs: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("b", 0, 50.0, &[1])];
-    s.plan(&snap_at(0, &[0, 1], &specs));
-    s.plan(&snap_at(1, &[0, 1], &specs));
-    assert!(s.usage("uuid-b", 0).is_some());
-    // b vanishes, c appears.
-    let specs2: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("c", 0, 50.0, &[0])];
-    let snap = snap_at(2, &[0, 1], &specs2);
-    let p = s.plan(&snap);
-    assert_eq!(s.usage("uuid-b", 0), None);
-    assert_eq!(s.usage("uuid-c", 0), None);
-    // a is known, c (unknown usage, counted as 0) is left alone.
-    assert!(p.pins.is_empty(), "{p}");
-    assert!(!matches!(p.decision, Decision::Warmup));
-    // b comes back later: it is new again (no stale delta).
-    let specs3: [Spec<'_>; 2] = [("a", 0, 50.0, &[0]), ("b", 0, 50.0, &[1])];
-    s.plan(&snap_at(3, &[0, 1], &specs3));
-    assert_eq!(s.usage("uuid-b", 0), None);
-}
-
-#[test]
-fn counter_going_backwards_is_a_restart() {
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let mk = |t: u64, ns: u64| Snapshot {
-        monotonic_ns: t * SEC,
-        pcpus: vec![0, 1],
-        vcpus: vec![sample("a", 0, ns, &[0])],
-    };
-    s.plan(&mk(10, 50 * SEC));
-    s.plan(&mk(11, 50 * SEC + SEC / 2));
-    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 50.0).abs() < 1e-9);
-    s.plan(&mk(12, SEC / 10));
-    assert_eq!(s.usage("uuid-a", 0), None);
-    s.plan(&mk(13, SEC / 10 + SEC / 5));
-    assert!((s.usage("uuid-a", 0).unwrap_or(0.0) - 20.0).abs() < 1e-9);
-}
-
-#[test]
-fn usage_is_capped_and_same_snapshot_twice_keeps_usage() {
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let mk = |t: u64, ns: u64| Snapshot {
-        monotonic_ns: t,
-        pcpus: vec![0],
-        vcpus: vec![sample("a", 0, ns, &[0])],
-    };
-    s.plan(&mk(SEC, 0));
-    s.plan(&mk(2 * SEC, SEC + SEC / 100));
-    assert_eq!(s.usage("uuid-a", 0), Some(100.0));
-    s.plan(&mk(2 * SEC, SEC + SEC / 100));
-    assert_eq!(s.usage("uuid-a", 0), Some(100.0));
-}
-
-#[test]
-fn smoothing_damps_noise_and_adopts_jumps() {
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let mut ns = 0u64;
-    let mut t = 0u64;
-    let mut step = |s: &mut Scheduler, u: f64| {
-        t += SEC;
-        ns += (u * 1e7) as u64;
-        s.plan(leak(Snapshot {
-            monotonic_ns: t,
-            pcpus: vec![0],
-            vcpus: vec![sample("a", 0, ns, &[0])],
-        }));
-        s.usage("uuid-a", 0).unwrap_or(f64::NAN)
-    };
-    step(&mut s, 0.0);
-    assert_eq!(step(&mut s, 30.0), 30.0);
-    assert_eq!(step(&mut s, 36.0), 33.0); // noise: half-way
-    assert_eq!(step(&mut s, 90.0), 90.0); // jump: adopted at once
-}
-
-#[test]
-fn noise_does_not_cause_repins() {
-    // Balanced 2 + 2 at ~50 % each with ±4 points of noise.
-    let mut s = Scheduler::new(VcpuConfig::default());
-    let noise = [0.0, 4.0, -4.0, 3.0, -2.0, 4.0, -4.0, 1.0];
-    let mut cum = [0u64; 4];
-    for (k, n) in noise.iter().enumerate() {
-        let mut vcpus = Vec::new();
-        for (i, c) in cum.iter_mut().enumerate() {
-            let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
-            *c += ((50.0 + sign * n) * 1e7) as u64;
-            vcpus.push(sample(&format!("g{i}"), 0, *c, &[(i / 2) as u32]));
-        }
-        let p = s.plan(leak(Snapshot {
-            monotonic_ns: (k as u64 + 1) * SEC,
-            pcpus: vec![0, 1],
-            vcpus,
-        }));
-        assert!(p.pins.is_empty(), "interval {k}: {p}");
     }
 }
 

@@ -376,6 +376,29 @@ fn a_first_reading_moves_half_of_each_pinned_guest() {
     }
 }
 
+/// Guest `a`'s 4 vCPUs, 0 and 1 pinned to pCPU0 and 2 and 3 to pCPU1,
+/// after an interval in which each ran `points[v]` (added to `cum`).
+fn guest_a_pinned_2_2(cum: &mut [u64], points: [f64; 4]) -> Vec<VcpuSample> {
+    (0..4)
+        .map(|v| {
+            cum[v] += (points[v] * 1e7) as u64;
+            sample("a", v as u32, cum[v], &[(v / 2) as u32])
+        })
+        .collect()
+}
+
+/// Interval `k`'s split of a floating guest whose kernel moves a tenth of
+/// its load between its vCPUs every interval (σ ≈ 0.07 for vCPUs 0 and 1)
+/// until it leaves vCPU 0 at 2 % (`idle0`), spreading that over the rest.
+fn split_leaving_vcpu0(k: u64, idle0: bool) -> [f64; 4] {
+    match (idle0, k % 2 == 0) {
+        (false, true) => [0.30, 0.20, 0.28, 0.22],
+        (false, false) => [0.20, 0.30, 0.22, 0.28],
+        (true, true) => [0.02, 0.36, 0.30, 0.32],
+        (true, false) => [0.02, 0.30, 0.36, 0.32],
+    }
+}
+
 #[test]
 fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
     // One 4-vCPU guest, vCPUs 0 and 1 on pCPU0, 2 and 3 on pCPU1. Its
@@ -393,12 +416,7 @@ fn a_floating_guest_with_a_lasting_skew_is_planned_by_its_shares() {
         } else {
             [1.0, 15.0, 17.0, 37.0]
         };
-        let vcpus = (0..4)
-            .map(|v| {
-                cum[v] += (split[v] * 1e7) as u64;
-                sample("a", v as u32, cum[v], &[(v / 2) as u32])
-            })
-            .collect();
+        let vcpus = guest_a_pinned_2_2(&mut cum, split);
         let pl = s.plan(leak(Snapshot {
             monotonic_ns: (k + 1) * SEC,
             pcpus: vec![0, 1],
@@ -463,18 +481,8 @@ fn a_vcpu_left_idle_is_seen_within_three_intervals() {
     let mut cum = [0u64; 6];
     let mut acted = None;
     for k in 0..20u64 {
-        let split = match (k >= 10, k % 2 == 0) {
-            (false, true) => [0.30, 0.20, 0.28, 0.22],
-            (false, false) => [0.20, 0.30, 0.22, 0.28],
-            (true, true) => [0.02, 0.36, 0.30, 0.32],
-            (true, false) => [0.02, 0.30, 0.36, 0.32],
-        };
-        let mut vcpus: Vec<VcpuSample> = (0..4)
-            .map(|v| {
-                cum[v] += (split[v] * 60.0 * 1e7) as u64;
-                sample("a", v as u32, cum[v], &[(v / 2) as u32])
-            })
-            .collect();
+        let split = split_leaving_vcpu0(k, k >= 10).map(|f| f * 60.0);
+        let mut vcpus = guest_a_pinned_2_2(&mut cum, split);
         for (i, d) in ["b", "c"].iter().enumerate() {
             cum[4 + i] += (10.0 * 1e7) as u64;
             vcpus.push(sample(d, 0, cum[4 + i], &[i as u32]));
@@ -513,20 +521,13 @@ fn a_streak_does_not_bridge_an_interval_it_could_not_measure() {
     let mut share0 = 0.0;
     for k in 0..13u64 {
         let split = match k {
-            10 | 12 => [0.02, 0.36, 0.30, 0.32],
             11 => [0.0; 4],
-            _ if k % 2 == 0 => [0.30, 0.20, 0.28, 0.22],
-            _ => [0.20, 0.30, 0.22, 0.28],
+            _ => split_leaving_vcpu0(k, k == 10 || k == 12),
         };
         let snap = Snapshot {
             monotonic_ns: (k + 1) * SEC,
             pcpus: vec![0, 1],
-            vcpus: (0..4)
-                .map(|v| {
-                    cum[v] += (split[v] * 60.0 * 1e7) as u64;
-                    sample("a", v as u32, cum[v], &[(v / 2) as u32])
-                })
-                .collect(),
+            vcpus: guest_a_pinned_2_2(&mut cum, split.map(|f| f * 60.0)),
         };
         let m = t.measure(&snap, &cfg);
         let total: f64 = m.iter().map(|m| m.weight).sum();
