@@ -79,8 +79,11 @@ fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
     );
 }
 
-#[test]
-fn a_grant_funded_by_a_failed_release_is_not_applied() {
+/// A donor with 400 MiB free, then a needy guest appears while the host
+/// is exactly at its reserve, so the needy guest's grant can only be
+/// funded by the donor's release (which libvirt refuses if `refused`).
+/// Returns the world and the metrics after the second memory tick.
+fn grant_funded_by_a_release(refused: bool) -> (Rc<RefCell<World>>, Metrics) {
     let clock = FakeClock::default();
     let mut donor = dom("donor", &[]);
     donor.mem = mem_of("donor", 2048, 4096, 400, 1);
@@ -89,19 +92,26 @@ fn a_grant_funded_by_a_failed_release_is_not_applied() {
     let mut m = Metrics::default();
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
     {
-        // Host exactly at its reserve: the needy guest's grant can only be
-        // funded by the donor's release, which libvirt refuses.
         let mut w = w.borrow_mut();
         w.host_free_kib = 200 * MIB;
         w.doms[0].mem.last_update = Some(3);
         let mut needy = dom("needy", &[]);
         needy.mem = mem_of("needy", 512, 2048, 30, 1);
         w.doms.push(needy);
-        w.setmem_fault =
-            Box::new(|name| (name == "donor").then(|| Failure::new(ErrorKind::Other, "refused")));
+        if refused {
+            w.setmem_fault = Box::new(|name| {
+                (name == "donor").then(|| Failure::new(ErrorKind::Other, "refused"))
+            });
+        }
     }
     clock.set(2 * SEC);
     with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    (w, m)
+}
+
+#[test]
+fn a_grant_funded_by_a_failed_release_is_not_applied() {
+    let (w, m) = grant_funded_by_a_release(true);
     let w = w.borrow();
     assert!(
         !w.setmem.iter().any(|(n, _)| n == "needy"),
@@ -113,23 +123,7 @@ fn a_grant_funded_by_a_failed_release_is_not_applied() {
 
 #[test]
 fn a_grant_funded_by_a_release_that_worked_is_applied() {
-    let clock = FakeClock::default();
-    let mut donor = dom("donor", &[]);
-    donor.mem = mem_of("donor", 2048, 4096, 400, 1);
-    let w = world(&clock, &[0], vec![donor]);
-    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
-    let mut m = Metrics::default();
-    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
-    {
-        let mut w = w.borrow_mut();
-        w.host_free_kib = 200 * MIB;
-        w.doms[0].mem.last_update = Some(3);
-        let mut needy = dom("needy", &[]);
-        needy.mem = mem_of("needy", 512, 2048, 30, 1);
-        w.doms.push(needy);
-    }
-    clock.set(2 * SEC);
-    with_ctx(&clock, &w, false, &mut m, |ctx, src| l.tick(ctx, src)).expect("tick");
+    let (w, m) = grant_funded_by_a_release(false);
     let names: Vec<String> = w.borrow().setmem.iter().map(|s| s.0.clone()).collect();
     assert_eq!(names, ["donor", "needy"], "release first, then the grant");
     assert!(m.memory_granted_kib_total > 0);
