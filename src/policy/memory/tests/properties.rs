@@ -14,6 +14,24 @@ struct PDom {
     unused: u64,
 }
 
+impl PDom {
+    /// Domain `d{i}` as this draw describes it, its stats stamped
+    /// `last_update`.
+    fn domain(&self, i: usize, last_update: u64) -> DomainMem {
+        DomainMem {
+            uuid: format!("u{i}"),
+            name: format!("d{i}"),
+            actual_kib: self.actual,
+            max_kib: self.max,
+            unused_kib: self.stats.then_some(self.unused),
+            available_kib: Some(self.used + self.unused),
+            usable_kib: None,
+            last_update: Some(last_update),
+            rss_kib: None,
+        }
+    }
+}
+
 fn pdom() -> impl Strategy<Value = PDom> {
     (
         any::<bool>(),
@@ -97,17 +115,7 @@ proptest! {
                     continue;
                 }
                 lus[i] += p.lu_step;
-                let d = DomainMem {
-                    uuid: format!("u{i}"),
-                    name: format!("d{i}"),
-                    actual_kib: p.actual,
-                    max_kib: p.max,
-                    unused_kib: p.stats.then_some(p.unused),
-                    available_kib: Some(p.used + p.unused),
-                    usable_kib: None,
-                    last_update: Some(lus[i]),
-                    rss_kib: None,
-                };
+                let d = p.domain(i, lus[i]);
                 if p.stats {
                     now_prev[i] = Some(lus[i]);
                 }
@@ -172,17 +180,7 @@ proptest! {
         for (k, (host_free, ps, mask)) in periods.iter().enumerate() {
             let doms: Vec<DomainMem> = ps.iter().enumerate().filter(|(_, p)| p.present).map(|(i, p)| {
                 lus[i] += p.lu_step;
-                DomainMem {
-                    uuid: format!("u{i}"),
-                    name: format!("d{i}"),
-                    actual_kib: p.actual,
-                    max_kib: p.max,
-                    unused_kib: p.stats.then_some(p.unused),
-                    available_kib: Some(p.used + p.unused),
-                    usable_kib: None,
-                    last_update: Some(lus[i]),
-                    rss_kib: None,
-                }
+                p.domain(i, lus[i])
             }).collect();
             let now = k as u64 * 2000;
             let plan = c.plan(now, &HostMem { free_kib: *host_free }, &doms);
