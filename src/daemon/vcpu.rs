@@ -33,11 +33,12 @@ use crate::virt::{CpuMap, ErrorKind};
 
 /// The window of the second read in an interval whose vCPUs include some
 /// with no earlier reading: 1 s, so that vCPUs contending for saturated
-/// pCPUs read their share. Over 0.5 s, two busy and two light guests
-/// floating over two saturated pCPUs were placed one busy guest on one
-/// pCPU and the other with both light ones in 3 of 7 real runs; each of
-/// the 130 readings of 1 s the lab took of them before the first plan
-/// ranked them right. At most half the interval: the next interval keeps
+/// pCPUs read closer to their share. Over 0.5 s, two busy and two light
+/// guests floating over two saturated pCPUs were placed one busy guest on
+/// one pCPU and the other with both light ones in 3 of 7 real runs; over
+/// 1 s in 1 of 5. What is left is the additive model's limit: a busy vCPU
+/// that shared its pCPU reads low, and usage alone cannot tell. At most
+/// half the interval: the next interval keeps
 /// its start (intervals are timed from their start, before this read), so
 /// its reading spans the rest, at least half an interval, which the
 /// history takes as a whole interval.
