@@ -271,6 +271,16 @@ pub(super) struct Tracker {
 }
 
 impl GuestHistory {
+    /// Forgets how its load was split: a guest that gained or lost vCPUs
+    /// splits anew.
+    fn split_anew(&mut self) {
+        self.splits = 0;
+        self.moving = None;
+        for h in &mut self.vcpus {
+            h.split = ShareHistory::default();
+        }
+    }
+
     /// Updates the demand, the split and whether the guest floats from
     /// this interval's raw usages (`raws`, in vCPU order), and sets the
     /// weights. A split over a presample window (`short`) is not counted.
@@ -476,12 +486,7 @@ impl Tracker {
                 }
             }
             if gained {
-                // As in `measure`: a guest that gained vCPUs splits anew.
-                g.splits = 0;
-                g.moving = None;
-                for h in &mut g.vcpus {
-                    h.split = ShareHistory::default();
-                }
+                g.split_anew();
             }
         }
         if !added.is_empty() {
@@ -513,9 +518,8 @@ impl Tracker {
             // A guest that gained or lost vCPUs splits anew.
             let reshaped = matches!(pairing, Prev::Mapped(_));
             if reshaped {
+                guest.split_anew();
                 guest.vcpus.clear();
-                guest.moving = None;
-                guest.splits = 0;
             }
             raws.clear();
             let (mut raw_total, mut reset_guest) = (0.0, reshaped);
