@@ -18,16 +18,18 @@
 //! share** of the demand: an equal part `1/k`, moved only by a skew that
 //! outlasts the noise (`persistent_share`): its longer-run share
 //! (EWMA weight [`SHARE_WEIGHT`]) beyond twice the scatter of one
-//! interval's share, or a streak of intervals each well beyond that scatter
-//! on the same side ([`STREAK_BEYOND`]), then normalised over the guest. A
-//! pCPU holding `c` of its vCPUs thus carries about `c/k` of its demand
-//! whichever vCPU its threads ran on this interval, so the guest kernel
-//! moving them changes nothing the planner sees and makes no pin change;
-//! but a vCPU the guest kernel leaves (all but) idle, as real guests were
-//! seen to do for a minute, is seen within 2 intervals as the lighter load
-//! it is. Every other vCPU is planned at its own smoothed usage: a
-//! one-vCPU guest, and a guest whose threads stay put (pinned inside it,
-//! or busy on vCPU 0 only).
+//! interval's share ([`SHARE_BAND`]), or a streak of intervals each well
+//! beyond that scatter on the same side ([`STREAK_BEYOND`], once the
+//! scatter was measured over [`STREAK_MIN_STEPS`] steps), then normalised
+//! over the guest. A pCPU holding `c` of its vCPUs thus carries about
+//! `c/k` of its demand whichever vCPU its threads ran on this interval, so
+//! the guest kernel moving them changes nothing the planner sees and makes
+//! no pin change; but a vCPU the guest kernel leaves (all but) idle, as
+//! real guests were seen to do for a minute, is seen within 2 intervals as
+//! the lighter load it is (a drop beyond twice the scatter). Every other
+//! vCPU is planned at its own smoothed usage: a one-vCPU guest, and a
+//! guest whose threads stay put (pinned inside it, or busy on vCPU 0
+//! only).
 //!
 //! A multi-vCPU guest may float or not until [`UNSURE_SPLITS`] splits
 //! over whole intervals have been seen: a presample's short split does
@@ -69,6 +71,9 @@ pub const SETTLED_BELOW: f64 = 0.05;
 /// EWMA weight of the newest split in a vCPU's longer-run share of its
 /// guest's demand: a skew must persist for several intervals to be seen.
 pub const SHARE_WEIGHT: f64 = 0.3;
+/// A vCPU's longer-run share moves its persistent share only by what lies
+/// beyond this many σ of one interval's share from an equal part.
+pub const SHARE_BAND: f64 = 2.0;
 /// A multi-vCPU guest is unsure (floating or not) for its first this many
 /// splits over whole intervals; a presample's short split does not count.
 /// The first is usually seen across the first plan's own pins, so it says
@@ -80,9 +85,14 @@ pub const UNSURE_SPLITS: u8 = 2;
 /// [`STREAK_VAR_WEIGHT`]).
 pub const STREAK_BEYOND: f64 = 2.0;
 /// A streak is taken for a lasting skew once it is this long: under
-/// Gaussian noise, two intervals in a row beyond 2σ on the same side come
-/// about once in 970 per vCPU.
+/// Gaussian noise with a known σ, two intervals in a row beyond 2σ on the
+/// same side come about once in 970 per vCPU.
 pub const STREAK_MIN: u8 = 2;
+/// A streak is counted only against a σ measured over at least this many
+/// steps. σ taken from one step is as likely as not under 0.67 of the true
+/// one (a fifth of the time under a quarter of it), so one calm first step
+/// would make the next two intervals of plain noise look like a streak.
+pub const STREAK_MIN_STEPS: u8 = 4;
 /// The streak's mean skew weighs its last `STREAK_MAX` intervals (then the
 /// newest by `1 / STREAK_MAX`), so a skew that fades is not remembered for
 /// as long as it lasted.
@@ -137,23 +147,25 @@ pub fn stddev(loads: &[f64]) -> f64 {
 /// moved by what the longer-run readings show beyond their noise, or
 /// `None` before its share and scatter were measured. Of two readings, the
 /// one that moves it further wins:
-/// - the EWMA `share`, less 2σ (σ² = `var`, the scatter of one interval's
-///   share). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ of that scatter as
-///   noise (weight w = [`SHARE_WEIGHT`]), so this takes a skew within
-///   about 4.8 times its own noise for noise. (With a band of σ, noise
+/// - the EWMA `share`, less [`SHARE_BAND`]·σ (σ² = `var`, the scatter of
+///   one interval's share). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ of
+///   that scatter as noise (weight w = [`SHARE_WEIGHT`]), so this takes a
+///   skew within about 4.8 times its own noise for noise. (With a band of σ, noise
 ///   alone drew pin changes for the simulator's floating guests: 2 of 4
 ///   property runs failed.) A level shift widens σ for a while, so this
 ///   sees a vCPU left idle only after 5 to 7 intervals.
 /// - a streak of at least [`STREAK_MIN`] intervals beyond
-///   [`STREAK_BEYOND`]·σ: its mean skew, less one standard error of that
-///   mean (σ/√r over `r` intervals, σ² = `var_long`). The streak itself is the evidence (noise
-///   seldom makes one), so its mean is shrunk by its own error only, and
-///   the estimate firms up while the skew lasts: a vCPU the guest kernel
-///   leaves (all but) idle is seen in 2 intervals.
+///   [`STREAK_BEYOND`]·σ_long (σ_long² = `var_long`, the slower measure
+///   of the same scatter): its mean skew, less one standard error of that
+///   mean (σ_long/√r over `r` intervals). The streak itself is the
+///   evidence (noise seldom makes one), so its mean is shrunk by its own
+///   error only, and the estimate firms up while the skew lasts: a vCPU
+///   the guest kernel leaves (all but) idle, a drop beyond 2σ_long, is
+///   seen in 2 intervals.
 fn persistent_share(h: &ShareHistory, equal: f64) -> Option<f64> {
     let sigma = h.var?.sqrt();
     let skew = h.share? - equal;
-    let mut kept = (skew.abs() - 2.0 * sigma, skew);
+    let mut kept = (skew.abs() - SHARE_BAND * sigma, skew);
     if h.streak >= STREAK_MIN {
         let error = h.var_long?.sqrt() / f64::from(h.streak).sqrt();
         let by_streak = h.streak_skew.abs() - error;
@@ -200,6 +212,13 @@ struct ShareHistory {
     streak: u8,
     /// ... and the mean of their skews (share − equal part).
     streak_skew: f64,
+}
+
+impl ShareHistory {
+    /// No streak (any more).
+    fn end_streak(&mut self) {
+        (self.streak, self.streak_skew) = (0, 0.0);
+    }
 }
 
 /// What is kept of one vCPU between snapshots.
@@ -308,7 +327,8 @@ impl GuestHistory {
                 let s = &mut h.split;
                 // The streak, against σ as it was before this interval.
                 let skew = now - equal;
-                match s.var_long.map(f64::sqrt) {
+                let sigma = s.var_long.filter(|_| s.steps >= STREAK_MIN_STEPS);
+                match sigma.map(f64::sqrt) {
                     Some(sigma) if skew.abs() > STREAK_BEYOND * sigma => {
                         if s.streak > 0 && skew * s.streak_skew > 0.0 {
                             s.streak = (s.streak + 1).min(STREAK_MAX);
@@ -317,7 +337,7 @@ impl GuestHistory {
                             (s.streak, s.streak_skew) = (1, skew);
                         }
                     }
-                    _ => (s.streak, s.streak_skew) = (0, 0.0),
+                    _ => s.end_streak(),
                 }
                 match s.last {
                     Some(last) => {
@@ -360,7 +380,7 @@ impl GuestHistory {
         } else {
             // A streak is of intervals in a row: one not measured ends it.
             for h in &mut self.vcpus {
-                (h.split.streak, h.split.streak_skew) = (0, 0.0);
+                h.split.end_streak();
             }
         }
         let known = self.vcpus.iter().filter(|h| h.usage.is_some()).count();
@@ -515,10 +535,10 @@ impl Tracker {
         for (g, (run, (mut guest, pairing))) in runs.iter().zip(pending).enumerate() {
             let samples = &order[run.clone()];
             let first = out.len();
-            // A guest that gained or lost vCPUs splits anew.
+            // A guest that gained or lost vCPUs: its vCPUs are pushed
+            // anew below, and it splits anew once they are.
             let reshaped = matches!(pairing, Prev::Mapped(_));
             if reshaped {
-                guest.split_anew();
                 guest.vcpus.clear();
             }
             raws.clear();
@@ -542,11 +562,7 @@ impl Tracker {
                             raw = Some(r);
                             VcpuHistory {
                                 usage: Some(smooth(p.usage, r, reset, cfg)),
-                                split: if reshaped {
-                                    ShareHistory::default()
-                                } else {
-                                    p.split
-                                },
+                                split: p.split,
                                 short: p.presampled,
                                 ..fresh
                             }
@@ -570,6 +586,9 @@ impl Tracker {
                     raw,
                     guest: g,
                 });
+            }
+            if reshaped {
+                guest.split_anew();
             }
             guest.weigh(&raws, raw_total, reset_guest, short, cfg, &mut out[first..]);
             self.guests.push(guest);
