@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use kvmsched::policy::vcpu::usage::stddev;
@@ -61,7 +62,11 @@ fn read_samples(csv: &str) -> Result<Vec<Instant>, String> {
         let cols: Vec<&str> = line.split(',').collect();
         let bad = |what: &str| format!("vcpu.csv: bad {what} in {line:?}");
         let get = |name: &str| field(&cols, &head, name);
-        let t: f64 = get("t")?.parse().map_err(|_| bad("t"))?;
+        let t: f64 = get("t")?
+            .parse()
+            .ok()
+            .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+            .ok_or_else(|| bad("t"))?;
         let guest = get("guest")?.to_string();
         let sample = VcpuSample {
             domain: guest.clone(),
@@ -118,7 +123,35 @@ fn measured_loads(from: &Instant, to: &Instant, pcpus: &[u32]) -> Option<Vec<f64
     Some(loads)
 }
 
-fn run() -> Result<(), String> {
+/// Why a replay stopped early.
+enum Stop {
+    /// The reader of its output went away (e.g. `| head`): not an error.
+    Closed,
+    Error(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Self {
+        Stop::Error(e)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(e: &str) -> Self {
+        Stop::Error(e.to_string())
+    }
+}
+
+/// Writes one line of output.
+fn put(out: &mut impl Write, line: &str) -> Result<(), Stop> {
+    writeln!(out, "{line}").map_err(|e| match e.kind() {
+        io::ErrorKind::BrokenPipe => Stop::Closed,
+        _ => Stop::Error(format!("stdout: {e}")),
+    })
+}
+
+fn run() -> Result<(), Stop> {
+    let mut out = io::stdout().lock();
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()
@@ -169,20 +202,25 @@ fn run() -> Result<(), String> {
             }
             None => "-".to_string(),
         };
-        println!("t={:.1} measured {measured} | {plan}", samples[i].0);
+        put(
+            &mut out,
+            &format!("t={:.1} measured {measured} | {plan}", samples[i].0),
+        )?;
         if std::env::var_os("REPLAY_GUESTS").is_some() {
             let mut names: Vec<&str> = snap.vcpus.iter().map(|s| s.domain.as_str()).collect();
+            names.sort_unstable();
             names.dedup();
             for d in names {
                 let n = snap.vcpus.iter().filter(|s| s.domain == d).count() as u32;
                 let u: Vec<String> = (0..n)
                     .map(|v| sched.usage(d, v).map_or("-".into(), |u| format!("{u:.1}")))
                     .collect();
-                println!(
+                let line = format!(
                     "   {d} floating {:?} usage {}",
                     sched.floating(d),
                     u.join(" ")
                 );
+                put(&mut out, &line)?;
             }
         }
         last = Some(i);
@@ -199,8 +237,8 @@ fn run() -> Result<(), String> {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Ok(()) | Err(Stop::Closed) => ExitCode::SUCCESS,
+        Err(Stop::Error(e)) => {
             eprintln!("vcpu_replay: {e}");
             ExitCode::FAILURE
         }

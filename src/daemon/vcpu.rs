@@ -38,10 +38,10 @@ use crate::virt::{CpuMap, ErrorKind};
 /// one pCPU and the other with both light ones in 3 of 7 real runs; over
 /// 1 s in 1 of 5. What is left is the additive model's limit: a busy vCPU
 /// that shared its pCPU reads low, and usage alone cannot tell. At most
-/// half the interval: the next interval keeps
-/// its start (intervals are timed from their start, before this read), so
-/// its reading spans the rest, at least half an interval, which the
-/// history takes as a whole interval.
+/// half the interval: intervals are timed from their start, before this
+/// read, so the next reading spans the rest of the interval (about half
+/// of it or more, less what the interval spent before the first read),
+/// which the history takes as a whole interval.
 pub fn presample_window(interval: Duration) -> Duration {
     Duration::from_secs(1).min(interval / 2)
 }

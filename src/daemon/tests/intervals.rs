@@ -135,3 +135,11 @@ fn known_vcpus_need_no_second_read() {
         "no sleep once every vCPU has a reading"
     );
 }
+
+#[test]
+fn the_presample_window_is_1_s_at_most_half_the_interval() {
+    use super::vcpu::presample_window;
+    assert_eq!(presample_window(4 * SEC), Duration::from_secs(1));
+    assert_eq!(presample_window(2 * SEC), Duration::from_secs(1));
+    assert_eq!(presample_window(SEC), Duration::from_millis(500));
+}

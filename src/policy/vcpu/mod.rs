@@ -286,12 +286,13 @@ impl Scheduler {
     /// unknown and it would be placed by count.
     ///
     /// The daemon's contract: when this is true, call [`Scheduler::observe`]
-    /// with `snap`, take a second snapshot a short while later (the daemon
-    /// waits 1 s, at most half the interval), and [`Scheduler::plan`] on
-    /// that one. Its new vCPUs then have a usage measured over the short
-    /// window; the others keep their usage over the whole interval. The next interval's reading replaces the short
-    /// one instead of being blended with it, and a split over the short
-    /// window does not count towards whether a guest's threads float.
+    /// with `snap`, take a second snapshot a short while later (the
+    /// daemon's `presample_window`), and [`Scheduler::plan`] on that one.
+    /// Its new vCPUs then have a usage measured over the short window; the
+    /// others keep their usage over the whole interval. The next
+    /// interval's reading replaces the short one instead of being blended
+    /// with it, and a split over the short window does not count towards
+    /// whether a guest's threads float.
     pub fn wants_presample(&self, snap: &Snapshot) -> bool {
         self.usage.lacks_reading(snap)
     }
