@@ -33,12 +33,14 @@
 //!    pCPU; without usage, to the pCPU with the fewest vCPUs.
 //! 4. **Balancing** (`balance.rs`). If the std-dev of the loads is within
 //!    `threshold`, nothing moves (no churn); nor does it when the loads of
-//!    this interval's reading alone (unsmoothed) are within it, as the
-//!    smoothed loads lag behind an imbalance that is already gone. A small
-//!    imbalance (at most twice the threshold) must be seen `confirm`
+//!    this interval's reading alone (unsmoothed) show less than the
+//!    threshold of that imbalance (`imbalance_in`: the reading's std-dev
+//!    along it, none if it leans the other way), as the planned loads lag
+//!    behind an imbalance that is already gone, or follow a floating
+//!    guest's shares while its kernel moved its threads the other way. A
+//!    small imbalance (at most twice the threshold) must be seen `confirm`
 //!    intervals first, without a balanced interval between (an interval
-//!    whose reading alone is within the threshold neither counts nor
-//!    resets). Then a greedy local search moves and swaps vCPUs until the
+//!    whose reading alone does not show it neither counts nor resets). Then a greedy local search moves and swaps vCPUs until the
 //!    std-dev is within the **aim** (default half the threshold), with the
 //!    fewest pin changes it finds. Among plans with as many changes, the
 //!    one that spreads each guest's vCPUs most evenly wins: a pass over
@@ -85,6 +87,26 @@ pub use report::{Decision, Pin, PinKind, Plan};
 
 use balance::{Balancer, Vcpus};
 use usage::{stddev, Tracker, EPS};
+
+/// How much of the imbalance of `load` the loads `reading` show: the
+/// std-dev of `reading`'s projection on the deviations of `load` from their
+/// mean, 0 if `reading` leans the other way. It is `stddev(load)` when the
+/// two are equal and never more than `stddev(reading)`; a reading whose
+/// imbalance lies elsewhere (another pair of pCPUs, or the other way
+/// round) does not count as showing this one.
+fn imbalance_in(reading: &[f64], load: &[f64]) -> f64 {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (ml, mr) = (mean(load), mean(reading));
+    let (mut along, mut norm) = (0.0, 0.0);
+    for (l, r) in load.iter().zip(reading) {
+        along += (l - ml) * (r - mr);
+        norm += (l - ml) * (l - ml);
+    }
+    if norm <= EPS {
+        return 0.0;
+    }
+    along.max(0.0) / norm.sqrt() / (load.len() as f64).sqrt()
+}
 
 /// Default number of intervals a small imbalance must persist.
 pub const DEFAULT_CONFIRM: u32 = 2;
@@ -369,7 +391,7 @@ impl Scheduler {
         plan.decision = if !known.iter().any(|&k| k) {
             Decision::Warmup
         } else {
-            self.decide(stddev(&layout.load), stddev(&reading))
+            self.decide(stddev(&layout.load), imbalance_in(&reading, &layout.load))
                 .unwrap_or_else(|| {
                     let vcpus = Vcpus {
                         weight: &weight,
@@ -433,9 +455,10 @@ impl Scheduler {
         pcpus
     }
 
-    /// The balancing decision for a placement with std-dev `sd` (smoothed
-    /// loads) and `reading` (this interval's loads alone), unless it calls
-    /// for the search (`None`). Keeps the confirmation streak.
+    /// The balancing decision for a placement with std-dev `sd` (planned
+    /// loads) and `reading` (how much of that imbalance this interval's
+    /// loads alone show, [`imbalance_in`]), unless it calls for the search
+    /// (`None`). Keeps the confirmation streak.
     fn decide(&mut self, sd: f64, reading: f64) -> Option<Decision> {
         let threshold = self.cfg.threshold;
         if sd <= threshold + EPS {

@@ -85,11 +85,13 @@ pub enum Decision {
     /// Above the threshold, but no single move or swap narrows any gap
     /// enough (indivisible loads): nothing moves.
     Unbalanceable,
-    /// Above the threshold in the smoothed loads, but within it in the
-    /// loads of this interval's reading alone: nothing moves, as the
-    /// imbalance may already be gone. The confirmation count is kept.
+    /// Above the threshold in the planned loads, but this interval's
+    /// reading alone shows less than the threshold of that imbalance:
+    /// nothing moves, as it may already be gone. The confirmation count is
+    /// kept.
     NotInReading {
-        /// Std-dev of this interval's unsmoothed loads, points.
+        /// Std-dev of this interval's unsmoothed loads along the planned
+        /// loads' imbalance (0 if they lean the other way), points.
         reading: f64,
     },
 }
@@ -115,7 +117,7 @@ impl fmt::Display for Decision {
             Decision::Unbalanceable => f.write_str("imbalanced, no move narrows it"),
             Decision::NotInReading { reading } => write!(
                 f,
-                "imbalanced when smoothed, not in this reading (sd {reading:.1}): waiting"
+                "imbalanced when smoothed, not in this reading (sd {reading:.1} along it): waiting"
             ),
             Decision::Unconfirmed { seen, needed } => {
                 write!(

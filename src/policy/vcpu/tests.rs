@@ -460,3 +460,19 @@ fn aim_is_validated_and_defaults_to_half_the_threshold() {
     };
     assert_eq!(ok.validate(), Ok(()));
 }
+
+#[test]
+fn imbalance_in_counts_only_what_leans_the_same_way() {
+    use super::imbalance_in;
+    let load = [60.0, 40.0, 50.0];
+    let sd = stddev(&load);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(imbalance_in(&load, &load), sd));
+    assert!(close(imbalance_in(&[55.0, 45.0, 50.0], &load), sd / 2.0));
+    // The other way round, level, or between another pair of pCPUs.
+    assert!(close(imbalance_in(&[40.0, 60.0, 50.0], &load), 0.0));
+    assert!(close(imbalance_in(&[50.0; 3], &load), 0.0));
+    assert!(close(imbalance_in(&[50.0, 50.0, 50.0], &[50.0; 3]), 0.0));
+    let elsewhere = [50.0, 60.0, 40.0];
+    assert!(imbalance_in(&elsewhere, &load) < stddev(&elsewhere));
+}

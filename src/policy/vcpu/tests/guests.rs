@@ -466,6 +466,40 @@ fn an_imbalance_gone_from_the_reading_moves_nothing() {
 }
 
 #[test]
+fn a_reading_that_leans_the_other_way_moves_nothing() {
+    // The smoothed loads lean to pCPU0 (2 × 52.9 against 2 × 47.1, std-dev
+    // 5.8 > 5) while this interval's reading leans as far the other way
+    // (47 against 53 per vCPU, std-dev 6): the imbalance the plan would
+    // fix is not in the reading, and a swap would move load onto the
+    // pCPU this reading shows busier. Real guests did so: a floating
+    // guest's kernel moved its threads, the reading's std-dev counted
+    // though it leaned the other way, and 3 pins followed. (Judged by the
+    // reading's std-dev alone, this swapped two vCPUs.)
+    let cfg = VcpuConfig {
+        smoothing: 0.2,
+        jump: 10.0,
+        confirm: 3,
+        ..VcpuConfig::default()
+    };
+    let mut s = Scheduler::new(cfg);
+    let mut pairs = TwoPairs::default();
+    pairs.plan(&mut s, 0, 0.0);
+    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    assert_eq!(pairs.plan(&mut s, 2, 9.0).decision, Decision::Balanced);
+    for seen in 1..3 {
+        let p = pairs.plan(&mut s, 2 + u64::from(seen), 9.0);
+        assert_eq!(p.decision, Decision::Unconfirmed { seen, needed: 3 }, "{p}");
+    }
+    let p = pairs.plan(&mut s, 5, -3.0);
+    assert!(p.stddev_before > 5.0, "{p}");
+    assert!(p.pins.is_empty(), "{p}");
+    assert!(
+        matches!(p.decision, Decision::NotInReading { reading } if reading < 0.1),
+        "{p}"
+    );
+}
+
+#[test]
 fn a_vcpu_left_idle_is_seen_within_three_intervals() {
     // A floating 4-vCPU guest of 60 points, vCPUs 0 and 1 on pCPU0, 2 and
     // 3 on pCPU1, and two 1-vCPU guests of 10 points, one on each pCPU.
