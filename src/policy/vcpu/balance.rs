@@ -44,7 +44,7 @@
 use std::cmp::Ordering;
 
 use super::report::{Decision, PinKind};
-use super::usage::{sum_sq, EPS};
+use super::usage::{mean, sum_sq, EPS};
 
 mod exact;
 mod spread;
@@ -218,7 +218,7 @@ impl<'a> Balancer<'a> {
             guest,
             cur,
             loc,
-            mean: load.iter().sum::<f64>() / load.len().max(1) as f64,
+            mean: mean(load),
             load,
             members,
             order,

@@ -40,7 +40,8 @@
 //!    guest's shares while its kernel moved its threads the other way. A
 //!    small imbalance (at most twice the threshold) must be seen `confirm`
 //!    intervals first, without a balanced interval between (an interval
-//!    whose reading alone does not show it neither counts nor resets). Then a greedy local search moves and swaps vCPUs until the
+//!    whose reading alone does not show it neither counts nor resets).
+//!    Then a greedy local search moves and swaps vCPUs until the
 //!    std-dev is within the **aim** (default half the threshold), with the
 //!    fewest pin changes it finds. Among plans with as many changes, the
 //!    one that spreads each guest's vCPUs most evenly wins: a pass over
@@ -86,27 +87,7 @@ pub use crate::cpulist::{parse_cpu_list, MAX_CPU_ID};
 pub use report::{Decision, Pin, PinKind, Plan};
 
 use balance::{Balancer, Vcpus};
-use usage::{stddev, Tracker, EPS};
-
-/// How much of the imbalance of `load` the loads `reading` show: the
-/// std-dev of `reading`'s projection on the deviations of `load` from their
-/// mean, 0 if `reading` leans the other way. It is `stddev(load)` when the
-/// two are equal and never more than `stddev(reading)`; a reading whose
-/// imbalance lies elsewhere (another pair of pCPUs, or the other way
-/// round) does not count as showing this one.
-fn imbalance_in(reading: &[f64], load: &[f64]) -> f64 {
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (ml, mr) = (mean(load), mean(reading));
-    let (mut along, mut norm) = (0.0, 0.0);
-    for (l, r) in load.iter().zip(reading) {
-        along += (l - ml) * (r - mr);
-        norm += (l - ml) * (l - ml);
-    }
-    if norm <= EPS {
-        return 0.0;
-    }
-    along.max(0.0) / norm.sqrt() / (load.len() as f64).sqrt()
-}
+use usage::{imbalance_in, stddev, Tracker, EPS};
 
 /// Default number of intervals a small imbalance must persist.
 pub const DEFAULT_CONFIRM: u32 = 2;

@@ -463,7 +463,7 @@ fn aim_is_validated_and_defaults_to_half_the_threshold() {
 
 #[test]
 fn imbalance_in_counts_only_what_leans_the_same_way() {
-    use super::imbalance_in;
+    use super::usage::imbalance_in;
     let load = [60.0, 40.0, 50.0];
     let sd = stddev(&load);
     let close = |a: f64, b: f64| (a - b).abs() < 1e-9;

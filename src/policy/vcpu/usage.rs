@@ -126,12 +126,14 @@ pub fn usage_pct(cpu_ns: (u64, u64), wall_ns: (u64, u64)) -> Option<f64> {
     Some((d_cpu as f64 / d_wall as f64 * 100.0).min(100.0))
 }
 
+/// Mean of the values, 0 for none.
+pub fn mean(loads: &[f64]) -> f64 {
+    loads.iter().sum::<f64>() / loads.len().max(1) as f64
+}
+
 /// Sum of squared deviations from the mean.
 pub fn sum_sq(loads: &[f64]) -> f64 {
-    if loads.is_empty() {
-        return 0.0;
-    }
-    let mean = loads.iter().sum::<f64>() / loads.len() as f64;
+    let mean = mean(loads);
     loads.iter().map(|l| (l - mean) * (l - mean)).sum()
 }
 
@@ -143,6 +145,26 @@ pub fn stddev(loads: &[f64]) -> f64 {
     (sum_sq(loads) / loads.len() as f64).sqrt()
 }
 
+/// How much of the imbalance of `load` the loads `reading` show: the
+/// std-dev of `reading`'s projection on the deviations of `load` from their
+/// mean, 0 if `reading` leans the other way. It is `stddev(load)` when the
+/// two are equal and never more than `stddev(reading)`; a reading whose
+/// imbalance lies elsewhere (another pair of pCPUs, or the other way
+/// round) does not count as showing this one.
+pub fn imbalance_in(reading: &[f64], load: &[f64]) -> f64 {
+    let norm = sum_sq(load);
+    if norm <= EPS {
+        return 0.0;
+    }
+    let (ml, mr) = (mean(load), mean(reading));
+    let along: f64 = load
+        .iter()
+        .zip(reading)
+        .map(|(l, r)| (l - ml) * (r - mr))
+        .sum();
+    along.max(0.0) / norm.sqrt() / (load.len() as f64).sqrt()
+}
+
 /// The persistent share of a vCPU in its guest's demand: an `equal` part,
 /// moved by what the longer-run readings show beyond their noise, or
 /// `None` before its share and scatter were measured. Of two readings, the
@@ -150,9 +172,9 @@ pub fn stddev(loads: &[f64]) -> f64 {
 /// - the EWMA `share`, less [`SHARE_BAND`]·σ (σ² = `var`, the scatter of
 ///   one interval's share). The EWMA keeps σ·√(w / (2 − w)) ≈ 0.42 σ of
 ///   that scatter as noise (weight w = [`SHARE_WEIGHT`]), so this takes a
-///   skew within about 4.8 times its own noise for noise. (With a band of σ, noise
-///   alone drew pin changes for the simulator's floating guests: 2 of 4
-///   property runs failed.) A level shift widens σ for a while, so this
+///   skew within about 4.8 times its own noise for noise. (With a band of
+///   σ, noise alone drew pin changes for the simulator's floating guests:
+///   2 of 4 property runs failed.) A level shift widens σ for a while, so this
 ///   sees a vCPU left idle only after 5 to 7 intervals.
 /// - a streak of at least [`STREAK_MIN`] intervals beyond
 ///   [`STREAK_BEYOND`]·σ_long (σ_long² = `var_long`, the slower measure

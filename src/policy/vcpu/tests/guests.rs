@@ -264,6 +264,16 @@ struct TwoPairs {
 }
 
 impl TwoPairs {
+    /// A scheduler with `cfg` after two intervals at 50 each: usage known,
+    /// balanced.
+    fn warmed(cfg: VcpuConfig) -> (Scheduler, Self) {
+        let mut s = Scheduler::new(cfg);
+        let mut pairs = TwoPairs::default();
+        pairs.plan(&mut s, 0, 0.0);
+        assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+        (s, pairs)
+    }
+
     /// Interval `k`'s plan after a second at 50 ± `dev`.
     fn plan(&mut self, s: &mut Scheduler, k: u64, dev: f64) -> Plan<'static> {
         let mut vcpus = Vec::new();
@@ -288,10 +298,7 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
         smoothing: 1.0,
         ..VcpuConfig::default()
     };
-    let mut s = Scheduler::new(cfg);
-    let mut pairs = TwoPairs::default();
-    pairs.plan(&mut s, 0, 0.0);
-    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    let (mut s, mut pairs) = TwoPairs::warmed(cfg);
     for seen in 1..3 {
         let p = pairs.plan(&mut s, 1 + u64::from(seen), 4.0);
         assert_eq!(p.decision, Decision::Unconfirmed { seen, needed: 3 }, "{p}");
@@ -443,10 +450,7 @@ fn an_imbalance_gone_from_the_reading_moves_nothing() {
         confirm: 2,
         ..VcpuConfig::default()
     };
-    let mut s = Scheduler::new(cfg);
-    let mut pairs = TwoPairs::default();
-    pairs.plan(&mut s, 0, 0.0);
-    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    let (mut s, mut pairs) = TwoPairs::warmed(cfg);
     let p = pairs.plan(&mut s, 2, 6.0);
     assert_eq!(
         p.decision,
@@ -481,10 +485,7 @@ fn a_reading_that_leans_the_other_way_moves_nothing() {
         confirm: 3,
         ..VcpuConfig::default()
     };
-    let mut s = Scheduler::new(cfg);
-    let mut pairs = TwoPairs::default();
-    pairs.plan(&mut s, 0, 0.0);
-    assert_eq!(pairs.plan(&mut s, 1, 0.0).decision, Decision::Balanced);
+    let (mut s, mut pairs) = TwoPairs::warmed(cfg);
     assert_eq!(pairs.plan(&mut s, 2, 9.0).decision, Decision::Balanced);
     for seen in 1..3 {
         let p = pairs.plan(&mut s, 2 + u64::from(seen), 9.0);
