@@ -32,10 +32,17 @@
 //! only).
 //!
 //! A multi-vCPU guest may float or not until [`UNSURE_SPLITS`] splits
-//! over whole intervals have been seen: a presample's short split does
-//! not count, and the next one is usually seen across the first plan's own
-//! pins. Until then a reading cannot tell a guest busy on vCPU 0 only from
-//! one whose threads happened to be there. A vCPU of such a guest whose
+//! over whole intervals have been seen, and how much its split moves was
+//! measured (over an interval with no change of its pCPUs' sharing), or
+//! [`UNSURE_UNMEASURED`] splits passed without: a presample's short split
+//! does not count, and the next one is usually seen across the first
+//! plan's own pins. Until then a reading cannot tell a guest busy on vCPU 0
+//! only from one whose threads happened to be there. (Planned by its own
+//! usage meanwhile, a floating guest next to pCPUs that plans keep
+//! changing showed where its threads happened to run; each such reading
+//! drew pins, which left it unmeasured again: the simulator's 8 × 8
+//! floating guests were re-pinned six intervals in a row. The bound keeps
+//! a guest that never sits still from hiding a skew for good.) A vCPU of such a guest whose
 //! affinity is not a single pCPU is planned halfway between what the
 //! reading shows and an equal part, so a guest busy on vCPU 0 only is not
 //! stacked with another one when placed. A vCPU pinned to one pCPU is
@@ -79,6 +86,9 @@ pub const SHARE_BAND: f64 = 2.0;
 /// The first is usually seen across the first plan's own pins, so it says
 /// nothing of where the guest's threads run.
 pub const UNSURE_SPLITS: u8 = 2;
+/// ... and after that for as long as how much its split moves is not
+/// measured, up to this many whole-interval splits.
+pub const UNSURE_UNMEASURED: u8 = 4;
 /// A vCPU's **streak**: the intervals in a row whose share of its guest's
 /// demand lay more than this many σ from an equal part, all on the same
 /// side (σ: the scatter of one interval's share, measured with weight
@@ -279,7 +289,7 @@ struct GuestHistory {
     /// Planned by the persistent shares of its demand.
     floating: bool,
     /// Splits measured over whole intervals (counting stops at
-    /// [`UNSURE_SPLITS`]).
+    /// [`UNSURE_UNMEASURED`]).
     splits: u8,
 }
 
@@ -341,7 +351,7 @@ impl GuestHistory {
             self.demand = None;
         }
         if all_raw && !short && raw_total >= SHARE_MIN_DEMAND {
-            self.splits = self.splits.saturating_add(1).min(UNSURE_SPLITS);
+            self.splits = self.splits.saturating_add(1).min(UNSURE_UNMEASURED);
             let (mut moved, mut seen) = (0.0, true);
             let equal = 1.0 / self.vcpus.len() as f64;
             for (h, raw) in self.vcpus.iter_mut().zip(raws) {
@@ -415,8 +425,11 @@ impl GuestHistory {
             .then(|| self.vcpus.iter().map(persistent).sum::<Option<f64>>())
             .flatten()
             .filter(|&sum| sum > EPS);
-        // Too few whole-interval splits seen: floating or not is unknown.
-        let unsure = self.splits < UNSURE_SPLITS && self.vcpus.len() > 1;
+        // Too few whole-interval splits seen, or none over an interval
+        // that measures how much it moves: floating or not is unknown.
+        let unsure = (self.splits < UNSURE_SPLITS
+            || (self.moving.is_none() && self.splits < UNSURE_UNMEASURED))
+            && self.vcpus.len() > 1;
         for (m, h) in out.iter_mut().zip(&self.vcpus) {
             m.weight = match (h.usage, sum, persistent(h)) {
                 (None, ..) => 0.0,

@@ -609,3 +609,38 @@ fn a_streak_needs_a_scatter_measured_over_several_steps() {
         "vCPU 0 planned at {share0:.3} of its guest"
     );
 }
+
+#[test]
+fn a_guest_split_only_across_pin_changes_is_planned_as_equal_parts() {
+    // Guest a's 4 vCPUs, 2 on each of 2 pCPUs, carry 40 points that its
+    // kernel puts on vCPU 0 one interval and on vCPU 2 the next. Beside
+    // them, guest n's idle vCPU is re-pinned every interval (as a plan
+    // elsewhere would), so every split of a is seen across a change of
+    // its pCPUs' sharing: whether a floats is never measured. Planned by
+    // its own usage, a would show 40 / 0 and 0 / 40 by turns and draw a
+    // pin change every interval (and so stay unmeasured). As equal parts
+    // of its demand it shows 20 / 20: nothing moves. After
+    // `UNSURE_UNMEASURED` splits it is planned by its usage after all,
+    // so a guest that never sits still cannot keep its skew unseen.
+    let mut s = Scheduler::new(VcpuConfig::default());
+    let mut cum = [0u64; 4];
+    let mut plans = Vec::new();
+    for k in 0..=u64::from(super::super::usage::UNSURE_UNMEASURED) {
+        let mut points = [0.0; 4];
+        points[if k % 2 == 0 { 0 } else { 2 }] = 40.0;
+        let mut vcpus = guest_a_pinned_2_2(&mut cum, points);
+        vcpus.push(sample("n", 0, 0, &[(k % 2) as u32]));
+        let p = s.plan(leak(Snapshot {
+            monotonic_ns: (k + 1) * SEC,
+            pcpus: vec![0, 1],
+            vcpus,
+        }));
+        plans.push((p.pins.len(), p.stddev_before));
+    }
+    assert_eq!(s.floating("uuid-a"), Some(false));
+    let last = plans.len() - 1;
+    for (k, &(pins, sd)) in plans[..last].iter().enumerate() {
+        assert!(pins == 0 && sd < 1e-6, "interval {k}: {plans:?}");
+    }
+    assert!((plans[last].1 - 20.0).abs() < 1e-6, "{plans:?}");
+}
