@@ -429,8 +429,8 @@ Usage: kvmsched status [--window S]
 Samples twice, S seconds apart (default {}), and prints per domain and vCPU the
 pCPU it runs on, its affinity, CPU usage over the window (percent of one pCPU),
 memory actual/unused/available/max (MiB), and per host pCPU its busy percent
-and the load of the vCPUs pinned there. Host free memory is free + buffers +
-cached from virNodeGetMemoryStats (/proc/meminfo on Linux). Opens read-only.
+and the load of the vCPUs pinned there, and host free memory with its source.
+Opens read-only.
 ",
             DEFAULT_WINDOW.as_secs_f64()
         ),
@@ -456,7 +456,8 @@ unused. Guests with more than the target free give memory back gradually;
 guests short of it get memory until they have the target free (plus their
 recent growth). Never below the guest floor (max(min-floor, used + target)),
 never above the domain's max, never taking the host below its reserve.
-Host free memory = free + buffers + cached from virNodeGetMemoryStats.
+Host free memory = MemAvailable of /proc/meminfo with libvirtd on this host,
+else free + buffers + cached from virNodeGetMemoryStats.
 {}  --iterations N       stop after N intervals
 ",
             settings::flag_help(Section::Memory)

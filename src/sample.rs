@@ -331,10 +331,27 @@ pub struct HostFree {
     pub source: &'static str,
 }
 
-/// Host free memory: free + buffers + cached from `virNodeGetMemoryStats`
-/// (like /proc/meminfo's MemAvailable); drivers without it (the test
-/// driver) fall back to `virNodeGetFreeMemory` (NUMA data, bytes).
+/// Host free memory, from the best source the connection allows:
+/// - a daemon on this machine (see [`is_this_host`]): the kernel's own
+///   estimate, `MemAvailable` of /proc/meminfo. It leaves out shared
+///   memory (`Shmem`: tmpfs, and the RAM of guests backed by memfd or
+///   shared memory, as virtiofs and vhost-user need), which cannot be
+///   reclaimed but which /proc/meminfo's `Cached` includes;
+/// - otherwise (a remote host, or a kernel without `MemAvailable`, before
+///   Linux 3.14): free + buffers + cached from `virNodeGetMemoryStats`,
+///   which counts that shared memory as free;
+/// - drivers without node memory stats (the test driver):
+///   `virNodeGetFreeMemory` (NUMA data, bytes).
 pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
+    if is_this_host(&conn.canonical_uri()?) {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        if let Some(kib) = mem_available_kib(&meminfo) {
+            return Ok(HostFree {
+                kib,
+                source: "MemAvailable of /proc/meminfo",
+            });
+        }
+    }
     match conn.node_memory_stats() {
         Ok(m) => {
             if let Some(kib) = m.reclaimable_free() {
@@ -352,6 +369,30 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
         kib: bytes / 1024,
         source: "virNodeGetFreeMemory (NUMA)",
     })
+}
+
+/// Whether a canonical libvirt URI reaches a daemon on this machine: one
+/// with no host in it (`qemu:///system`, `qemu+unix:///session?socket=…`),
+/// except the test driver's, whose host is a fake one inside this process.
+/// A URI that names a host, even `localhost`, counts as remote.
+pub fn is_this_host(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let driver = scheme.split('+').next().unwrap_or_default();
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    driver != "test" && host.is_empty()
+}
+
+/// `MemAvailable` (KiB) from the text of /proc/meminfo, if it is there.
+pub fn mem_available_kib(meminfo: &str) -> Option<u64> {
+    let rest = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let mut words = rest.split_whitespace();
+    let kib = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kib)
 }
 
 /// Host CPUs: present count (sizes cpumaps) and the online ones.
@@ -428,6 +469,44 @@ mod tests {
             cpu: Some(0),
             affinity: CpuMap::new(4),
         }
+    }
+
+    #[test]
+    fn only_a_uri_without_a_host_is_this_host() {
+        for uri in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system?socket=/run/x/libvirt-sock",
+            "lxc:///",
+            "qemu+ssh://root@/system",
+        ] {
+            assert!(is_this_host(uri), "{uri}");
+        }
+        for uri in [
+            "test:///default",
+            "test:///tmp/node.xml",
+            "qemu+ssh://root@host/system",
+            "qemu+tcp://localhost:16509/system",
+            "qemu+tls://10.0.0.2/system",
+            "qemu",
+            "",
+        ] {
+            assert!(!is_this_host(uri), "{uri}");
+        }
+    }
+
+    #[test]
+    fn mem_available_is_read_from_meminfo() {
+        let meminfo = "MemTotal:       24605332 kB\nMemFree:        20127480 kB\n\
+                       MemAvailable:   23976652 kB\nBuffers:          152100 kB\n\
+                       Cached:          3712304 kB\nShmem:           2200000 kB\n";
+        assert_eq!(mem_available_kib(meminfo), Some(23_976_652));
+        // Kernels before 3.14 have no such line; a value without its unit
+        // or a number that is not one is not taken either.
+        assert_eq!(mem_available_kib("MemTotal: 1 kB\nMemFree: 1 kB\n"), None);
+        assert_eq!(mem_available_kib("MemAvailable: 12\n"), None);
+        assert_eq!(mem_available_kib("MemAvailable: -3 kB\n"), None);
+        assert_eq!(mem_available_kib(""), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ from . import config
 from .common import Interrupted, log
 from .criteria import eval_cpu, eval_faults, eval_mem, eval_reserve
 from .guests import Guest, probe_kvm, wait_ready
-from .host import host_free_mib
+from .host import mem_available_mib
 from .libvirtd import lab_libvirtd_pid
 from .plots import plot_cpu, plot_mem, plot_vcpu
 from .report import cpu_table, mem_table, outcome, summary, write_scenario_report
@@ -62,7 +62,7 @@ def _not_run(name, status, scenario, report, why):
 
 
 def resolve_args(args, host_free):
-    """{host_free_mib} / {host_free_mib-N} -> host free+buffers+cached now (minus N), e.g. to
+    """{host_free_mib} / {host_free_mib-N} -> host MemAvailable now (minus N), kvmsched's figure, e.g. to
     set a --host-reserve high enough to bite on a big host. Returns (args, reserve or None)."""
     out, reserve = [], None
     for a in args:
@@ -102,7 +102,7 @@ def run_scenario(name, short=False):
         log(f"all {len(guests)} guests ready; slowest boot {boot:.1f} s")
         run.mark("guests ready")
         run.sleep(before)
-        host_free = host_free_mib()
+        host_free = mem_available_mib()
         args, reserve = resolve_args(scenario.args, host_free)
         run.start_kvmsched(scenario.subcommand, interval if interval != int(interval) else int(interval),
                            args, global_opts, scenario.metrics, watch=(scenario.subcommand == "run"))

@@ -167,15 +167,15 @@ def _heavy_light(verdict, samples, guests, final):
 
 
 def eval_reserve(crit, samples, guests, kvmsched_t, host_free_at_start, reserve, verdict):
-    """With a reserve that bites: while the host's free+buffers+cached (the figure kvmsched uses)
-    is below the reserve, kvmsched may grow a guest only with memory it takes back from donors in
+    """With a reserve that bites: while the host's MemAvailable (the figure kvmsched uses with
+    libvirtd on this host) is below the reserve, kvmsched may grow a guest only with memory it takes back from donors in
     the same period (its guarantee: host free - grants + releases >= reserve). So the sum of all
     guests' balloon sizes must not rise. A grant and the release that funds it can land in
     neighbouring 2 s samples (inflating is slower than deflating), so a rise is judged over the
     window up to the next sample. Guests touching memory they already have also lowers host free,
     so growth of rss alone is reported, not judged."""
     tolerance = float(crit.get("reserve_tolerance_mib", 128))
-    host_free = {r["t"]: r["host_free_buf_cache_mib"] for r in samples.host_mem}
+    host_free = {r["t"]: r["host_memavailable_mib"] for r in samples.host_mem}
     actual = {}
     for r in samples.mem_rows:
         actual.setdefault(r["t"], {})[r["guest"]] = r["actual_mib"]
@@ -196,7 +196,7 @@ def eval_reserve(crit, samples, guests, kvmsched_t, host_free_at_start, reserve,
         line = (f"t={t1:.0f}: {what} MiB, all guests net {net[0]:+.0f} over t={net[1]:.0f}..{net[2]:.0f}, "
                 f"host free {host_free[t0]:.0f}")
         (bad if net[0] > 8 else funded).append(line)
-    verdict.add(f"no net growth of guests while host free+buffers+cached < reserve {reserve} MiB "
+    verdict.add(f"no net growth of guests while host MemAvailable < reserve {reserve} MiB "
                 f"(-{tolerance:g})", not bad,
                 "; ".join(bad[:4]) + (f" … ({len(bad)})" if len(bad) > 4 else "") if bad else "none",
                 "Σ actual not up by > 8 MiB")
@@ -208,12 +208,12 @@ def eval_reserve(crit, samples, guests, kvmsched_t, host_free_at_start, reserve,
         if r["rss_mib"] != "":
             rss.setdefault(r["t"], {})[r["guest"]] = r["rss_mib"]
     full = [(t, sum(d.values())) for t, d in sorted(rss.items()) if len(d) == len(guests) and t >= kvmsched_t]
-    host_min = min((r["host_free_buf_cache_mib"] for r in samples.host_mem if r["t"] >= kvmsched_t),
+    host_min = min((r["host_memavailable_mib"] for r in samples.host_mem if r["t"] >= kvmsched_t),
                    default=float("nan"))
     if full:
         verdict.info("(info) guests' host memory and host free vs reserve",
                      f"Σ rss {full[0][1]:.0f} → peak {max(x for _, x in full):.0f} MiB (headroom at start "
-                     f"{host_free_at_start - reserve:.0f}); host free+buffers+cached min {host_min:.0f} MiB")
+                     f"{host_free_at_start - reserve:.0f}); host MemAvailable min {host_min:.0f} MiB")
 
 
 def memory_figures(samples, record, guests, kvmsched_t):

@@ -116,8 +116,9 @@
 //!   all domains in band with no consumption: no action;
 //! - a step of the host's wall clock either way mid-grant: no second grant.
 //!
-//! The host figure is the caller's (`free + buffers + cached` of
-//! `virNodeGetMemoryStats`, close to `MemAvailable`). Memory granted in
+//! The host figure is the caller's (`sample::read_host_free`:
+//! `MemAvailable` on this host, else `free + buffers + cached` of
+//! `virNodeGetMemoryStats`). Memory granted in
 //! earlier periods but not yet touched by the guest is not visible in it;
 //! only grants still in flight are subtracted.
 
@@ -194,7 +195,7 @@ pub struct DomainMem {
 /// Host memory for one period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HostMem {
-    /// `free + buffers + cached` from `virNodeGetMemoryStats` (KiB).
+    /// Host free memory (KiB), as `sample::read_host_free` reads it.
     pub free_kib: u64,
 }
 
