@@ -420,33 +420,42 @@ impl<'a> Balancer<'a> {
     }
 
     /// Runs the search, then the exhaustive one where it is small enough;
-    /// marks each moved vCPU in `kind`.
+    /// marks each moved vCPU in `kind` and counts them by how they moved
+    /// (a vCPU moved twice, or back, counts once or not at all).
     pub fn run(&mut self, kind: &mut [Option<PinKind>]) -> Decision {
-        let decision = self.local_search(kind);
+        let mut capped = self.local_search(kind);
         self.spread(kind);
-        if !self.exact_search() {
-            return decision;
+        if self.exact_search() {
+            // Still short of the aim after a capped search: the cap stopped it.
+            capped &= sum_sq(self.load) > self.reach();
+            kind.fill(Some(PinKind::Move));
         }
-        // Still short of the aim after a capped search: the cap stopped it.
-        let reach = self.reach();
-        let capped = matches!(decision, Decision::Rebalanced { capped: true, .. })
-            && sum_sq(self.load) > reach;
-        let mut moves = 0;
+        let (mut moves, mut swaps) = (0, 0);
         for (v, k) in kind.iter_mut().enumerate() {
-            *k = matches!(self.cur[v], Some(p) if p != self.loc[v]).then_some(PinKind::Move);
-            moves += usize::from(k.is_some());
+            if !matches!(self.cur[v], Some(p) if p != self.loc[v]) {
+                *k = None;
+            } else if *k == Some(PinKind::Swap) {
+                swaps += 1;
+            } else {
+                *k = Some(PinKind::Move);
+                moves += 1;
+            }
         }
-        Decision::Rebalanced {
-            moves,
-            swaps: 0,
-            capped,
+        if moves + swaps == 0 && !capped {
+            Decision::Unbalanceable
+        } else {
+            Decision::Rebalanced {
+                moves,
+                swaps,
+                capped,
+            }
         }
     }
 
-    /// The greedy local search.
-    fn local_search(&mut self, kind: &mut [Option<PinKind>]) -> Decision {
+    /// The greedy local search; whether the `max_moves` budget stopped it.
+    fn local_search(&mut self, kind: &mut [Option<PinKind>]) -> bool {
         let reach = self.reach();
-        let (mut moves, mut swaps, mut spent) = (0, 0, 0);
+        let mut spent = 0;
         let mut capped = false;
         loop {
             let ss = sum_sq(self.load);
@@ -476,14 +485,12 @@ impl<'a> Balancer<'a> {
                 Action::Move { v, from, to } => {
                     self.relocate(v, from, to);
                     kind[v] = Some(PinKind::Move);
-                    moves += 1;
                 }
                 Action::Swap { a, s, b, t } => {
                     self.relocate(a, s, t);
                     self.relocate(b, t, s);
                     kind[a] = Some(PinKind::Swap);
                     kind[b] = Some(PinKind::Swap);
-                    swaps += 1;
                 }
                 Action::Exchange { s, t, mask } => {
                     let ns = self.members[s].len();
@@ -501,19 +508,10 @@ impl<'a> Balancer<'a> {
                         self.relocate(v, from, to);
                         kind[v] = Some(PinKind::Swap);
                     }
-                    swaps += 1;
                 }
             }
         }
-        if moves + swaps == 0 && !capped {
-            Decision::Unbalanceable
-        } else {
-            Decision::Rebalanced {
-                moves,
-                swaps,
-                capped,
-            }
-        }
+        capped
     }
 
     fn relocate(&mut self, v: usize, from: usize, to: usize) {

@@ -67,9 +67,10 @@ pub enum Decision {
     Balanced,
     /// Rebalancing moves and swaps were planned.
     Rebalanced {
-        /// Single-vCPU moves.
+        /// vCPUs re-pinned by a move of their own.
         moves: usize,
-        /// Swaps (two pin changes each).
+        /// vCPUs re-pinned by a swap (2) or an exchange of several between
+        /// two pCPUs.
         swaps: usize,
         /// The `max_moves` budget stopped the search.
         capped: bool,
@@ -108,7 +109,7 @@ impl fmt::Display for Decision {
                 swaps,
                 capped,
             } => {
-                write!(f, "rebalanced: {moves} move(s), {swaps} swap(s)")?;
+                write!(f, "rebalanced: {moves} moved, {swaps} swapped")?;
                 if capped {
                     f.write_str(", move cap reached")?;
                 }

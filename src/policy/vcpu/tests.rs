@@ -144,7 +144,7 @@ fn mixed_heavy_light_is_fixed_by_a_swap() {
         p.decision,
         Decision::Rebalanced {
             moves: 0,
-            swaps: 1,
+            swaps: 2,
             capped: false
         },
         "{p}"
@@ -348,7 +348,7 @@ fn display_is_one_line_with_the_figures() {
     assert_eq!(
         line,
         "loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0 (thr 5.0, aim 2.5) | \
-         rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed"
+         rebalanced: 2 moved, 0 swapped | 2 pin(s), 0 placed"
     );
     assert_eq!(p.pins[0].to_string(), "a vCPU 0: pCPU 0 -> 1 (move)");
     assert!(!line.contains('\n'));

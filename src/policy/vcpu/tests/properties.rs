@@ -70,6 +70,18 @@ fn snap_of(t: u64, pcpus: &[u32], specs: &[OwnedSpec]) -> Snapshot {
     }
 }
 
+/// A plan's decision counts its pins: the moved and the swapped vCPUs,
+/// whatever path the search took to them.
+fn counts_its_pins(p: &Plan<'_>) -> bool {
+    let of = |k: PinKind| p.pins.iter().filter(|pin| pin.kind == k).count();
+    match p.decision {
+        Decision::Rebalanced { moves, swaps, .. } => {
+            moves == of(PinKind::Move) && swaps == of(PinKind::Swap)
+        }
+        _ => of(PinKind::Move) + of(PinKind::Swap) == 0,
+    }
+}
+
 fn hard_pinned(snap: &Snapshot) -> bool {
     snap.vcpus
         .iter()
@@ -103,6 +115,7 @@ proptest! {
         let snap = snap_of(1, &pcpus, &specs);
         let p1 = s.plan(&snap);
         prop_assert!(p1.stddev_after <= p1.stddev_before + 1e-9, "{}", p1);
+        prop_assert!(counts_its_pins(&p1), "{}", p1);
         let usage: Vec<f64> = specs.iter().map(|x| x.1).collect();
         let best = brute_force_best(&usage, np);
         let slack = if exact { 1e-9 } else { DEFAULT_MIN_GAIN };
@@ -271,6 +284,7 @@ proptest! {
         let aim = cfg.effective_aim();
         let (p, _) = plan_pinned(cfg, &seeded);
         prop_assert!(p.stddev_after <= aim + 1e-9, "{}", p);
+        prop_assert!(counts_its_pins(&p), "{}", p);
         // At least the vCPUs that cannot stay on pCPU0 moved, and no more
         // than all but one of them.
         prop_assert!(p.pins.len() < vcpus.len(), "{}", p);
