@@ -307,7 +307,14 @@ fn a_small_imbalance_waits_for_confirm_intervals() {
     }
     let p = pairs.plan(&mut s, 4, 4.0);
     assert!(
-        matches!(p.decision, Decision::Rebalanced { moves: 0, swaps: 2, .. }),
+        matches!(
+            p.decision,
+            Decision::Rebalanced {
+                moves: 0,
+                swaps: 2,
+                ..
+            }
+        ),
         "{p}"
     );
     assert!(p.stddev_after <= 2.5, "{p}");
