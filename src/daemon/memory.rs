@@ -3,7 +3,10 @@
 //! - **read**: every running, not excluded domain's balloon figures, and
 //!   the host's free memory; each running instance (UUID + domain ID, so a
 //!   restarted guest counts as new) is asked once for balloon stats every
-//!   interval (`virDomainSetMemoryStatsPeriod`).
+//!   interval (`virDomainSetMemoryStatsPeriod`). A refused request is asked
+//!   again after 1, 2, 4, … and then every [`PERIOD_RETRY_MAX`] intervals:
+//!   libvirt's error code does not tell a guest without a balloon from a
+//!   monitor busy or a lock held for a moment.
 //! - **plan**: [`Coordinator::plan`], which records nothing.
 //! - **apply**: the releases, then only the grants that the releases which
 //!   took effect still fund ([`MemPlan::grants_funded`]), each on the handle
@@ -38,16 +41,31 @@ enum Step {
 /// One running instance of a domain: its UUID and hypervisor ID.
 type Instance = (String, Option<u32>);
 
+/// Where a running instance's balloon stats period stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    /// Set (or, in a dry run, it would have been).
+    Set,
+    /// The last request failed: ask again at interval `at`, and if that
+    /// fails too, wait twice `wait` intervals (at most
+    /// [`PERIOD_RETRY_MAX`]).
+    Retry { at: u64, wait: u64 },
+}
+
+/// The longest wait, in intervals, between two requests of a stats period
+/// that keep failing.
+pub const PERIOD_RETRY_MAX: u64 = 64;
+
 /// The memory loop's state across intervals.
 #[derive(Debug)]
 pub struct MemLoop {
     /// Its interval.
     pub interval: Duration,
     coordinator: Coordinator,
-    /// Running instances whose stats period is set. The period lives in
-    /// the QEMU process, so a guest restarted under the same UUID (a new
-    /// instance) needs it again.
-    periods: BTreeSet<Instance>,
+    /// Running instances whose stats period was asked for, and how that
+    /// went. The period lives in the QEMU process, so a guest restarted
+    /// under the same UUID (a new instance) needs it again.
+    periods: BTreeMap<Instance, Period>,
     /// Warnings already given (instance + what), to warn once per instance.
     warned: BTreeSet<(Instance, &'static str)>,
     /// Intervals started.
@@ -60,7 +78,7 @@ impl MemLoop {
         MemLoop {
             interval,
             coordinator: Coordinator::new(cfg),
-            periods: BTreeSet::new(),
+            periods: BTreeMap::new(),
             warned: BTreeSet::new(),
             ticks: 0,
         }
@@ -152,28 +170,33 @@ impl MemLoop {
             .iter()
             .map(|d| (d.uuid.clone(), d.id))
             .collect();
-        self.periods.retain(|i| seen.contains(i));
+        self.periods.retain(|i, _| seen.contains(i));
         self.warned.retain(|(i, _)| seen.contains(i));
         let period = self.period_s();
         for d in &sample.domains {
             let instance = (d.uuid.clone(), d.id);
-            if self.periods.contains(&instance) {
-                continue;
-            }
+            let wait = match self.periods.get(&instance) {
+                Some(Period::Set) => continue,
+                Some(&Period::Retry { at, .. }) if self.ticks < at => continue,
+                Some(&Period::Retry { wait, .. }) => (wait * 2).min(PERIOD_RETRY_MAX),
+                None => 1,
+            };
             match ctx.apply(|| src.set_stats_period(d.handle, period)) {
                 Outcome::Applied | Outcome::DryRun => {
-                    self.periods.insert(instance);
+                    self.periods.insert(instance, Period::Set);
                 }
                 Outcome::Failed(f) if f.kind == ErrorKind::ConnectionLost => {
                     return Err(TickError::Lost(f))
                 }
                 Outcome::Failed(f) => {
-                    self.periods.insert(instance.clone());
+                    let at = self.ticks + wait;
+                    self.periods
+                        .insert(instance.clone(), Period::Retry { at, wait });
                     if self.warned.insert((instance, "period")) {
                         ctx.log.warn(
                             "memory",
                             &format!(
-                                "{}: cannot set the balloon stats period ({f}); it is never shrunk while its stats are missing",
+                                "{}: cannot set the balloon stats period ({f}); asking again later, and never shrinking it while its stats are missing",
                                 d.name
                             ),
                         );

@@ -63,14 +63,15 @@ fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
     let mut m = Metrics::default();
     mem_tick(&clock, &w, &mut l, &mut m, 0);
     mem_tick(&clock, &w, &mut l, &mut m, 2);
-    assert_eq!(w.borrow().period_attempts, 1, "tried once per instance");
+    mem_tick(&clock, &w, &mut l, &mut m, 4);
+    assert_eq!(w.borrow().period_attempts, 2, "intervals 1 and 2, not 3");
     assert_eq!(l.warnings(), 1, "warned once");
     w.borrow_mut().doms[0].id = 7;
-    mem_tick(&clock, &w, &mut l, &mut m, 4);
+    mem_tick(&clock, &w, &mut l, &mut m, 6);
     assert_eq!(
         w.borrow().period_attempts,
-        2,
-        "tried again after the restart"
+        3,
+        "tried at once after the restart"
     );
     assert_eq!(
         l.warnings(),
@@ -128,4 +129,56 @@ fn a_grant_funded_by_a_release_that_worked_is_applied() {
     assert_eq!(names, ["donor", "needy"], "release first, then the grant");
     assert!(m.memory_granted_kib_total > 0);
     assert!(m.memory_granted_kib_total <= m.memory_released_kib_total);
+}
+
+#[test]
+fn a_stats_period_refused_once_is_asked_again() {
+    // The first request meets a monitor that is busy for a moment.
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0], vec![dom("g", &[])]);
+    let refusals = Rc::new(Cell::new(1));
+    let left = Rc::clone(&refusals);
+    w.borrow_mut().period_fault = Box::new(move |_| {
+        (left.get() > 0).then(|| {
+            left.set(left.get() - 1);
+            Failure::new(
+                ErrorKind::Other,
+                "virDomainSetMemoryStatsPeriod(g): cannot acquire state change lock",
+            )
+        })
+    });
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    for t in 0..4 {
+        mem_tick(&clock, &w, &mut l, &mut m, 2 * t);
+    }
+    let w = w.borrow();
+    assert_eq!(refusals.get(), 0);
+    assert_eq!(w.period_attempts, 2, "refused, then set the next interval");
+    assert_eq!(w.periods, [("g".to_string(), 2)]);
+    assert_eq!(l.warnings(), 1);
+}
+
+#[test]
+fn a_stats_period_that_keeps_failing_is_asked_less_and_less_often() {
+    let clock = FakeClock::default();
+    let w = world(&clock, &[0], vec![dom("g", &[])]);
+    w.borrow_mut().period_fault = Box::new(|_| {
+        Some(Failure::new(
+            ErrorKind::Other,
+            "virDomainSetMemoryStatsPeriod(g): Active balloon device not found",
+        ))
+    });
+    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let mut m = Metrics::default();
+    let mut asked = Vec::new();
+    for tick in 1..=200u32 {
+        let before = w.borrow().period_attempts;
+        mem_tick(&clock, &w, &mut l, &mut m, 2 * tick);
+        if w.borrow().period_attempts > before {
+            asked.push(tick);
+        }
+    }
+    assert_eq!(asked, [1, 2, 4, 8, 16, 32, 64, 128, 192]);
+    assert_eq!(l.warnings(), 1, "warned once");
 }
