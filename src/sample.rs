@@ -354,7 +354,7 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
     }
     match conn.node_memory_stats() {
         Ok(m) => {
-            if let Some(kib) = m.reclaimable_free() {
+            if let Some(kib) = m.free_buffers_cached() {
                 return Ok(HostFree {
                     kib,
                     source: "virNodeGetMemoryStats free+buffers+cached",
@@ -371,18 +371,20 @@ pub fn read_host_free(conn: &Connection) -> Result<HostFree> {
     })
 }
 
-/// Whether a canonical libvirt URI reaches a daemon on this machine: one
-/// with no host in it (`qemu:///system`, `qemu+unix:///session?socket=…`),
+/// Whether a canonical libvirt URI surely reaches a daemon on this
+/// machine: no transport but a local socket (`qemu:///system`,
+/// `qemu+unix:///session?socket=…`) and nothing where the host goes,
 /// except the test driver's, whose host is a fake one inside this process.
-/// A URI that names a host, even `localhost`, counts as remote.
+/// Any other transport (`ssh`, `tcp`, `tls`, `ext`, which may run a tunnel
+/// anywhere, …) or a named host, even `localhost`, counts as remote: its
+/// figure then comes from libvirt.
 pub fn is_this_host(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return false;
     };
-    let driver = scheme.split('+').next().unwrap_or_default();
+    let (driver, transport) = scheme.split_once('+').unwrap_or((scheme, "unix"));
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    driver != "test" && host.is_empty()
+    driver != "test" && transport == "unix" && authority.is_empty()
 }
 
 /// `MemAvailable` (KiB) from the text of /proc/meminfo, if it is there.
@@ -478,7 +480,6 @@ mod tests {
             "qemu:///session",
             "qemu+unix:///system?socket=/run/x/libvirt-sock",
             "lxc:///",
-            "qemu+ssh://root@/system",
         ] {
             assert!(is_this_host(uri), "{uri}");
         }
@@ -488,6 +489,9 @@ mod tests {
             "qemu+ssh://root@host/system",
             "qemu+tcp://localhost:16509/system",
             "qemu+tls://10.0.0.2/system",
+            "qemu+ssh:///system",
+            "qemu+ext:///system?command=/usr/bin/tunnel",
+            "qemu+unix://root@/system",
             "qemu",
             "",
         ] {

@@ -84,9 +84,11 @@ pub struct NodeMemoryStats {
 }
 
 impl NodeMemoryStats {
-    /// What kvmsched calls the host's free memory: free + buffers + cached
-    /// (KiB), close to /proc/meminfo's MemAvailable.
-    pub fn reclaimable_free(&self) -> Option<u64> {
+    /// free + buffers + cached (KiB): the host's free memory as libvirt
+    /// can tell it. `cached` includes shared memory (`Shmem`), which
+    /// cannot be reclaimed, so this can be well above /proc/meminfo's
+    /// MemAvailable.
+    pub fn free_buffers_cached(&self) -> Option<u64> {
         Some(self.free? + self.buffers.unwrap_or(0) + self.cached.unwrap_or(0))
     }
 }
