@@ -421,9 +421,10 @@ impl<'a> Balancer<'a> {
 
     /// Runs the search, then the exhaustive one where it is small enough;
     /// marks each moved vCPU in `kind` and counts them by how they moved
-    /// (a vCPU moved twice, or back, counts once or not at all).
+    /// (a vCPU moved twice, or back, counts once or not at all). Only a
+    /// search that found no step at all, uncapped, is `Unbalanceable`.
     pub fn run(&mut self, kind: &mut [Option<PinKind>]) -> Decision {
-        let mut capped = self.local_search(kind);
+        let (stepped, mut capped) = self.local_search(kind);
         self.spread(kind);
         if self.exact_search() {
             // Still short of the aim after a capped search: the cap stopped it.
@@ -441,7 +442,7 @@ impl<'a> Balancer<'a> {
                 moves += 1;
             }
         }
-        if moves + swaps == 0 && !capped {
+        if moves + swaps == 0 && !stepped && !capped {
             Decision::Unbalanceable
         } else {
             Decision::Rebalanced {
@@ -452,11 +453,12 @@ impl<'a> Balancer<'a> {
         }
     }
 
-    /// The greedy local search; whether the `max_moves` budget stopped it.
-    fn local_search(&mut self, kind: &mut [Option<PinKind>]) -> bool {
+    /// The greedy local search: whether it took a step, and whether the
+    /// `max_moves` budget stopped it.
+    fn local_search(&mut self, kind: &mut [Option<PinKind>]) -> (bool, bool) {
         let reach = self.reach();
         let mut spent = 0;
-        let mut capped = false;
+        let (mut stepped, mut capped) = (false, false);
         loop {
             let ss = sum_sq(self.load);
             if ss <= reach {
@@ -481,6 +483,7 @@ impl<'a> Balancer<'a> {
                 break;
             };
             spent += c.cost;
+            stepped = true;
             match c.action {
                 Action::Move { v, from, to } => {
                     self.relocate(v, from, to);
@@ -511,7 +514,7 @@ impl<'a> Balancer<'a> {
                 }
             }
         }
-        capped
+        (stepped, capped)
     }
 
     fn relocate(&mut self, v: usize, from: usize, to: usize) {

@@ -70,7 +70,8 @@ pub enum Decision {
         /// vCPUs re-pinned by a move of their own.
         moves: usize,
         /// vCPUs re-pinned by a swap (2) or an exchange of several between
-        /// two pCPUs.
+        /// two pCPUs, as the local search found them (what the exhaustive
+        /// search changes counts as moves).
         swaps: usize,
         /// The `max_moves` budget stopped the search.
         capped: bool,
@@ -184,7 +185,7 @@ fn write_loads(f: &mut fmt::Formatter<'_>, loads: &[(u32, f64)]) -> fmt::Result 
 
 impl fmt::Display for Plan<'_> {
     /// One line: `loads 0:100.0 1:0.0 -> 0:50.0 1:50.0 | sd 50.0 -> 0.0
-    /// (thr 5.0, aim 2.5) | rebalanced: 2 move(s), 0 swap(s) | 2 pin(s), 0 placed`.
+    /// (thr 5.0, aim 2.5) | rebalanced: 2 moved, 0 swapped | 2 pin(s), 0 placed`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("loads ")?;
         write_loads(f, &self.loads_before)?;

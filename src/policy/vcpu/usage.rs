@@ -37,12 +37,11 @@
 //! [`UNSURE_UNMEASURED`] splits passed without: a presample's short split
 //! does not count, and the next one is usually seen across the first
 //! plan's own pins. Until then a reading cannot tell a guest busy on vCPU 0
-//! only from one whose threads happened to be there. (Planned by its own
+//! only from one whose threads happened to be there. Planned by its own
 //! usage meanwhile, a floating guest next to pCPUs that plans keep
-//! changing showed where its threads happened to run; each such reading
-//! drew pins, which left it unmeasured again: the simulator's 8 × 8
-//! floating guests were re-pinned six intervals in a row. The bound keeps
-//! a guest that never sits still from hiding a skew for good.) A vCPU of such a guest whose
+//! changing would show where its threads happened to run, and each such
+//! reading would draw pins that leave it unmeasured again. The bound keeps
+//! a guest that never sits still from hiding a skew for good. A vCPU of such a guest whose
 //! affinity is not a single pCPU is planned halfway between what the
 //! reading shows and an equal part, so a guest busy on vCPU 0 only is not
 //! stacked with another one when placed. A vCPU pinned to one pCPU is
@@ -89,6 +88,9 @@ pub const UNSURE_SPLITS: u8 = 2;
 /// ... and after that for as long as how much its split moves is not
 /// measured, up to this many whole-interval splits.
 pub const UNSURE_UNMEASURED: u8 = 4;
+// `splits` stops counting at UNSURE_UNMEASURED: below UNSURE_SPLITS, every
+// multi-vCPU guest would stay unsure.
+const _: () = assert!(UNSURE_UNMEASURED >= UNSURE_SPLITS);
 /// A vCPU's **streak**: the intervals in a row whose share of its guest's
 /// demand lay more than this many σ from an equal part, all on the same
 /// side (σ: the scatter of one interval's share, measured with weight
