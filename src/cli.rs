@@ -442,8 +442,9 @@ Every interval: per-vCPU usage from CPU-time deltas, pCPU load = sum of the
 vCPUs pinned there (a guest whose threads move between its vCPUs counts as
 its demand spread over them). Every vCPU is hard-pinned to one pCPU; when the
 std-dev of pCPU loads exceeds the threshold, and this interval's reading shows
-it, moves/swaps bring it down to the aim with the fewest pin changes found;
-once balanced, nothing is re-pinned.
+it, moves/swaps bring it down to the aim (`vcpu.aim` in --config, default
+half the threshold) with the fewest pin changes found; once balanced,
+nothing is re-pinned.
 {}  --iterations N       stop after N intervals
 ",
             settings::flag_help(Section::Vcpu)

@@ -4,9 +4,13 @@
 //!   the host's free memory; each running instance (UUID + domain ID, so a
 //!   restarted guest counts as new) is asked once for balloon stats every
 //!   interval (`virDomainSetMemoryStatsPeriod`). A refused request is asked
-//!   again after 1, 2, 4, … and then every [`PERIOD_RETRY_MAX`] intervals:
-//!   libvirt's error code does not tell a guest without a balloon from a
-//!   monitor busy or a lock held for a moment.
+//!   again after 1, 2, 4, … and then every [`PERIOD_RETRY_MAX`] intervals.
+//!   The refusals that pass (a job lock held for a moment, a monitor
+//!   error) and a guest without a balloon device come as driver errors of
+//!   several codes (the QEMU driver reports the missing device as an
+//!   internal error, the code it gives many passing failures too), so none
+//!   is taken as final; one call every 64 intervals is what a guest that
+//!   has no balloon costs.
 //! - **plan**: [`Coordinator::plan`], which records nothing.
 //! - **apply**: the releases, then only the grants that the releases which
 //!   took effect still fund ([`MemPlan::grants_funded`]), each on the handle
