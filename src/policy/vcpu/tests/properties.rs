@@ -430,10 +430,7 @@ fn floating_guests_hold(
 
 /// `np` pCPUs and the vCPUs (usage, pin, unpinned) of guests of 3: all
 /// end pinned, and no pin change from interval 14 on.
-fn sim_converges_and_stays(
-    np: usize,
-    vcpus: &[(u8, u8, bool)],
-) -> Result<(), TestCaseError> {
+fn sim_converges_and_stays(np: usize, vcpus: &[(u8, u8, bool)]) -> Result<(), TestCaseError> {
     let pcpus: Vec<u32> = (0..np as u32).collect();
     let names: Vec<String> = (0..vcpus.len()).map(|i| format!("d{}", i / 3)).collect();
     let all = pcpus.clone();
