@@ -101,10 +101,12 @@ macro_rules! measure_with {
         warm.plan(&s0);
         let mut s2 = None;
         if case == "steady" {
-            // Apply plans, the same usage every interval, until one makes no
-            // pin change (the second may correct the first: a guest's first
-            // plan is made halfway to equal parts of its demand); then time
-            // the next interval.
+            // Apply plans, the same usage every interval, until two in a row
+            // make no pin change; then time the next interval. One quiet
+            // plan is not enough: a multi-vCPU guest is planned as equal
+            // parts of its demand until an interval with no pin change next
+            // to it measures whether its split moves, and the plan after
+            // that one corrects for a skew that stays put.
             let mut sched = warm.clone();
             let mut snap = s1.clone();
             let step = snap
@@ -113,7 +115,8 @@ macro_rules! measure_with {
                 .zip(&s0.vcpus)
                 .map(|(v, old)| v.cpu_time_ns - old.cpu_time_ns)
                 .collect::<Vec<u64>>();
-            for k in 2..6u64 {
+            let mut quiet_in_a_row = 0;
+            for k in 2..10u64 {
                 let plan = sched.plan(&snap);
                 let mut at: std::collections::HashMap<(String, u32), u32> = Default::default();
                 for p in &plan.pins {
@@ -128,11 +131,12 @@ macro_rules! measure_with {
                     v.cpu_time_ns += d;
                 }
                 snap.monotonic_ns = k * SEC;
-                if quiet {
+                quiet_in_a_row = if quiet { quiet_in_a_row + 1 } else { 0 };
+                if quiet_in_a_row == 2 {
                     break;
                 }
-                if k == 5 {
-                    eprintln!("steady: still pin changes after 4 plans at {n} vCPUs");
+                if k == 9 {
+                    eprintln!("steady: still pin changes after 8 plans at {n} vCPUs");
                 }
             }
             warm = sched;
