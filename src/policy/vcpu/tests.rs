@@ -2,12 +2,13 @@
 //! of balancing (moves, swaps, confirmation, the cap, the aim) and of the
 //! plan's config and report. Placement (`place`), the usage history
 //! (`history`), the contention simulator (`sim`), guests as two levels
-//! (`guests`) and the property tests (`properties`) have modules of their
-//! own.
+//! (`guests`), the reading gate (`gate`) and the property tests
+//! (`properties`) have modules of their own.
 use super::usage::stddev;
 use super::*;
 use proptest::prelude::*;
 
+mod gate;
 mod guests;
 mod history;
 mod place;
