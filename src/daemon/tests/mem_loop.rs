@@ -49,17 +49,26 @@ fn a_restarted_guest_gets_its_stats_period_again() {
     assert_eq!(w.borrow().periods.len(), 2);
 }
 
+/// One guest `g` whose every stats-period request fails with `kind`, and
+/// a memory loop with a 2 s interval.
+fn guest_g_whose_period_is_refused(
+    clock: &FakeClock,
+    kind: ErrorKind,
+) -> (Rc<RefCell<World>>, MemLoop) {
+    let w = world(clock, &[0], vec![dom("g", &[])]);
+    w.borrow_mut().period_fault = Box::new(move |_| {
+        Some(Failure::new(
+            kind,
+            "virDomainSetMemoryStatsPeriod(g): No memory balloon device configured",
+        ))
+    });
+    (w, MemLoop::new(2 * SEC, MemConfig::default()))
+}
+
 #[test]
 fn a_restarted_guest_whose_period_fails_is_warned_about_again() {
     let clock = FakeClock::default();
-    let w = world(&clock, &[0], vec![dom("g", &[])]);
-    w.borrow_mut().period_fault = Box::new(|_| {
-        Some(Failure::new(
-            ErrorKind::Unsupported,
-            "virDomainSetMemoryStatsPeriod(g): no balloon",
-        ))
-    });
-    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let (w, mut l) = guest_g_whose_period_is_refused(&clock, ErrorKind::Unsupported);
     let mut m = Metrics::default();
     mem_tick(&clock, &w, &mut l, &mut m, 0);
     mem_tick(&clock, &w, &mut l, &mut m, 2);
@@ -162,14 +171,7 @@ fn a_stats_period_refused_once_is_asked_again() {
 #[test]
 fn a_stats_period_that_keeps_failing_is_asked_less_and_less_often() {
     let clock = FakeClock::default();
-    let w = world(&clock, &[0], vec![dom("g", &[])]);
-    w.borrow_mut().period_fault = Box::new(|_| {
-        Some(Failure::new(
-            ErrorKind::Other,
-            "virDomainSetMemoryStatsPeriod(g): Active balloon device not found",
-        ))
-    });
-    let mut l = MemLoop::new(2 * SEC, MemConfig::default());
+    let (w, mut l) = guest_g_whose_period_is_refused(&clock, ErrorKind::Other);
     let mut m = Metrics::default();
     let mut asked = Vec::new();
     for tick in 1..=200u32 {
