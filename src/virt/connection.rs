@@ -43,6 +43,9 @@ pub struct Connection {
     /// later reads are one round trip.
     pub(crate) node_cpu_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
     pub(crate) node_mem_nparams: std::cell::Cell<Option<std::os::raw::c_int>>,
+    /// The canonical URI, once asked for: it cannot change for the life of
+    /// the connection.
+    canonical: std::cell::OnceCell<String>,
     /// Whether the driver answers virConnectGetAllDomainStats: `None`
     /// until the first try, then remembered for the life of the connection
     /// (a reconnect asks again). Read and set by `sample::read_domains`.
@@ -125,6 +128,7 @@ impl Connection {
             read_only,
             node_cpu_nparams: std::cell::Cell::new(None),
             node_mem_nparams: std::cell::Cell::new(None),
+            canonical: std::cell::OnceCell::new(),
             bulk_stats: std::cell::Cell::new(None),
         })
     }
@@ -146,9 +150,13 @@ impl Connection {
     /// The canonical URI libvirt resolved, e.g. `qemu:///system` for an
     /// empty default.
     ///
-    /// Calls `virConnectGetURI`; fails on `NULL`. The string is copied and
-    /// the caller-owned C string freed with `free()`.
+    /// Calls `virConnectGetURI` the first time only (the memory loop asks
+    /// every interval); fails on `NULL`. The string is copied and the
+    /// caller-owned C string freed with `free()`.
     pub fn canonical_uri(&self) -> Result<String> {
+        if let Some(s) = self.canonical.get() {
+            return Ok(s.clone());
+        }
         let raw = checked(
             "virConnectGetURI",
             Some(&self.uri),
@@ -165,7 +173,7 @@ impl Connection {
             .into_owned();
         // SAFETY: raw was allocated by libvirt with malloc and is ours to free.
         unsafe { libc::free(raw.cast()) };
-        Ok(s)
+        Ok(self.canonical.get_or_init(|| s).clone())
     }
 
     /// Whether the connection to the daemon is still up.
